@@ -1,0 +1,86 @@
+/* config/config.h: the parsed, validated configuration.
+ * config/ owns struct config: config_load() builds one, config_free() frees it.
+ * Nothing else writes it; main swaps whole configs on reload.
+ * Options are defined once, in config/options.def. */
+#ifndef DOTWARD_CONFIG_H
+#define DOTWARD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "net.h"
+
+enum config_acl_action { CONFIG_ACL_REFUSE, CONFIG_ACL_DROP };
+
+/* One `upstream = [ZONE=]SERVER` line. SERVER is an address (IP, IP:PORT,
+ * [IPv6]:PORT) or a host name (resolved at start, every address becomes a server). */
+struct config_upstream {
+    char *zone;          /* lower case, absolute with trailing dot: "." or "example.org." */
+    char *host;          /* the host part as written, without port; NULL when `addr_ok` */
+    bool addr_ok;        /* `addr` holds a literal address */
+    struct net_addr addr;/* with port (default 53) */
+    uint16_t port;       /* port for a host name */
+    char *origin;        /* "FILE:LINE" or "command line", for messages */
+};
+
+struct config {
+    char *path;                  /* config file, or NULL */
+
+    /* [server] */
+    struct net_addr *listen; size_t n_listen;        /* default 127.0.0.1:5353, [::1]:5353 */
+    struct net_prefix *allow; size_t n_allow;        /* default 127.0.0.0/8, ::1/128 */
+    enum config_acl_action acl_action;               /* refused-action = refuse|drop */
+    unsigned tcp_clients;                            /* max concurrent TCP clients, 256 */
+    double tcp_idle_timeout;                         /* s, 10 */
+    unsigned max_queries;                            /* in-flight client queries, 4096 */
+    int log_level;                                   /* enum log_level, info */
+    bool log_syslog;                                 /* no */
+    double drain_timeout;                            /* s, 3: wait for in-flight queries on stop */
+
+    /* [forward] */
+    struct config_upstream *upstreams; size_t n_upstreams;
+    char *resolv_conf;                               /* /etc/resolv.conf */
+    double timeout;                                  /* s, 2.5: total budget per client query */
+    double attempt_timeout;                          /* s, 0.8: upper bound of one upstream try */
+    unsigned udp_sockets;                            /* 64: upstream UDP source-port pool */
+    unsigned udp_socket_uses;                        /* 1000: queries sent before a pool socket is replaced */
+    unsigned edns_buffer_size;                       /* 1232: our UDP size towards upstreams */
+    double upstream_tcp_idle;                        /* s, 10: idle upstream TCP connections close */
+};
+
+/* Command-line values, applied on top of the file (flags override the file). */
+struct config_overrides {
+    const char **listen; size_t n_listen;
+    const char **upstream; size_t n_upstream;
+    const char *resolv_conf;
+    int verbose;                 /* each -v raises the log level one step */
+};
+
+/* Loads `path` (NULL: defaults only), applies `ov` (may be NULL), validates.
+ * On success returns a new config (taken by the caller, free with config_free).
+ * On failure returns NULL after writing every problem as "FILE:LINE: message\n"
+ * (or "command line: message\n") to `err`. */
+struct config *config_load(const char *path, const struct config_overrides *ov, FILE *err);
+void config_free(struct config *c);
+
+/* Like config_load(), from an open stream (borrowed, not closed); `name` is
+ * the file name used in messages. `f` NULL: defaults only. */
+struct config *config_load_stream(FILE *f, const char *name, const struct config_overrides *ov, FILE *err);
+
+/* Same effective settings (path and upstream origins are not compared);
+ * lets a reload tell whether anything changed. */
+bool config_equal(const struct config *a, const struct config *b);
+
+/* Writes the commented example file (config/dotward.conf.example): every
+ * option with its help text and default, from config/options.def. */
+void config_write_example(FILE *out);
+
+/* Prints the effective configuration in the file's own syntax (re-loadable). */
+void config_dump(const struct config *c, FILE *out);
+
+/* "250ms", "2.5s", "10m", "1h", "3d", or a bare number of seconds. -1 if invalid. */
+double config_parse_duration(const char *s);
+
+#endif

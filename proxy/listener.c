@@ -1,0 +1,155 @@
+/* proxy/listener.c: UDP client sockets and TCP accept. */
+#include "listener.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "outbox.h"
+#include "proxy.h"
+#include "query.h"
+
+#define UDP_BATCH 32
+/* Larger than any answer we relay is unnecessary: a query bigger than this is
+ * malformed for our purposes (MSG_TRUNC tells us). */
+#define UDP_QUERY_MAX 4096
+
+void tcp_client_accept(struct proxy *px, struct listener *l, int fd, const struct net_addr *peer);
+
+static struct log_limit recv_limit;
+
+static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct listener *l = w->data;
+    struct proxy *px = l->px;
+    static_assert(UDP_BATCH * UDP_QUERY_MAX <= 256 * 1024, "receive buffers live on the stack");
+    uint8_t bufs[UDP_BATCH][UDP_QUERY_MAX];
+    struct mmsghdr mm[UDP_BATCH];
+    struct iovec iov[UDP_BATCH];
+    struct net_addr from[UDP_BATCH];
+    (void)loop;
+    (void)revents;
+
+    /* Bounded: a flood cannot keep this callback from returning to the loop. */
+    for (int round = 0; round < 4 && l->open; round++) {
+        for (int i = 0; i < UDP_BATCH; i++) {
+            iov[i].iov_base = bufs[i];
+            iov[i].iov_len = sizeof bufs[i];
+            memset(&mm[i].msg_hdr, 0, sizeof mm[i].msg_hdr);
+            mm[i].msg_hdr.msg_name = &from[i].u.ss;
+            mm[i].msg_hdr.msg_namelen = sizeof from[i].u.ss;
+            mm[i].msg_hdr.msg_iov = &iov[i];
+            mm[i].msg_hdr.msg_iovlen = 1;
+        }
+        int n = recvmmsg(l->fd, mm, UDP_BATCH, MSG_DONTWAIT, NULL);
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                log_limited(&recv_limit, LOG_LVL_WARN, "recv on %s: %s", "UDP listener", strerror(errno));
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            from[i].len = mm[i].msg_hdr.msg_namelen;
+            px->stats.queries_udp++;
+            if (mm[i].msg_hdr.msg_flags & MSG_TRUNC) {
+                px->stats.malformed_dropped++;
+                continue;
+            }
+            struct client c = { .udp = l, .peer = from[i], .tcp = NULL };
+            query_receive(px, &c, bufs[i], mm[i].msg_len);
+        }
+        if (n < UDP_BATCH)
+            break;
+    }
+}
+
+static struct log_limit accept_limit;
+
+static void tcp_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct listener *l = w->data;
+    (void)loop;
+    (void)revents;
+    for (int i = 0; i < 64 && l->open; i++) {
+        struct net_addr peer;
+        peer.len = sizeof peer.u.ss;
+        int fd = accept4(l->fd, &peer.u.sa, &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
+                break;
+            /* EMFILE and the like: logged, and retried on the next readiness. */
+            log_limited(&accept_limit, LOG_LVL_WARN, "accept: %s", strerror(errno));
+            break;
+        }
+        tcp_client_accept(l->px, l, fd, &peer);
+    }
+}
+
+struct listener *listener_open(struct proxy *px, const struct net_addr *a, bool tcp)
+{
+    char name[NET_ADDRSTRLEN];
+    net_addr_str(a, name, sizeof name);
+    int fd = tcp ? net_tcp_listen(a, 256) : net_udp_bind(a);
+    if (fd < 0) {
+        log_err("cannot listen on %s/%s: %s", name, tcp ? "tcp" : "udp", strerror(errno));
+        return NULL;
+    }
+    struct listener *l = calloc(1, sizeof *l);
+    if (!l || (!tcp && !(l->out = malloc(sizeof *l->out)))) {
+        free(l);
+        close(fd);
+        log_err("out of memory");
+        return NULL;
+    }
+    l->px = px;
+    l->refs = 1;
+    l->tcp = tcp;
+    l->addr = *a;
+    l->fd = fd;
+    if (!tcp)
+        outbox_init(l->out, px, fd);
+    ev_io_init(&l->io, tcp ? tcp_accept_cb : udp_read_cb, fd, EV_READ);
+    l->io.data = l;
+    listener_resume(l);
+    return l;
+}
+
+void listener_stop(struct listener *l)
+{
+    l->open = false;
+    ev_io_stop(l->px->loop, &l->io);
+}
+
+void listener_resume(struct listener *l)
+{
+    l->open = true;
+    ev_io_start(l->px->loop, &l->io);
+}
+
+struct listener *listener_ref(struct listener *l)
+{
+    l->refs++;
+    return l;
+}
+
+void listener_unref(struct listener *l)
+{
+    if (!l || --l->refs > 0)
+        return;
+    listener_stop(l);
+    if (l->out) {
+        outbox_flush(l->out);
+        free(l->out);
+    }
+    close(l->fd);
+    free(l);
+}
+
+void listener_udp_send(struct listener *l, const struct net_addr *peer, const uint8_t *msg, size_t len)
+{
+    if (outbox_add(l->out, peer, msg, len) < 0)
+        l->px->stats.send_errors++;
+}

@@ -1,0 +1,58 @@
+/* proxy/net.h: addresses, prefixes and the socket calls. Owns nothing;
+ * every function works on caller-provided storage. */
+#ifndef DOTWARD_NET_H
+#define DOTWARD_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+struct net_addr {
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+        struct sockaddr_storage ss;
+    } u;
+    socklen_t len;
+};
+
+/* "IP", "IP:PORT", "[IPv6]", "[IPv6]:PORT" or a bare IPv6 literal.
+ * Returns 0, or -1 if `s` is not an address (it may be a host name). */
+int net_addr_parse(const char *s, uint16_t default_port, struct net_addr *out);
+/* Splits "HOST[:PORT]" / "[HOST]:PORT" into host and port; for a host name.
+ * Returns 0, or -1 on a malformed port. `host` gets at most hostsz-1 bytes. */
+int net_host_port_split(const char *s, uint16_t default_port, char *host, size_t hostsz, uint16_t *port);
+/* "1.2.3.4:53" / "[::1]:53" into buf; returns buf. */
+const char *net_addr_str(const struct net_addr *a, char *buf, size_t bufsz);
+/* "1.2.3.4" / "::1", no port. */
+const char *net_ip_str(const struct net_addr *a, char *buf, size_t bufsz);
+#define NET_ADDRSTRLEN 64
+bool net_addr_equal(const struct net_addr *a, const struct net_addr *b); /* ip and port */
+bool net_ip_equal(const struct net_addr *a, const struct net_addr *b);   /* ip only */
+uint16_t net_addr_port(const struct net_addr *a);
+void net_addr_set_port(struct net_addr *a, uint16_t port);
+int net_addr_family(const struct net_addr *a);
+
+struct net_prefix {
+    int family; /* AF_INET or AF_INET6 */
+    uint8_t bytes[16];
+    unsigned bits;
+};
+/* "10.0.0.0/8", "::1/128", or a bare address (full length). Returns 0 or -1. */
+int net_prefix_parse(const char *s, struct net_prefix *out);
+/* IPv4-mapped IPv6 sources match IPv4 prefixes. */
+bool net_prefix_match(const struct net_prefix *p, const struct net_addr *a);
+const char *net_prefix_str(const struct net_prefix *p, char *buf, size_t bufsz);
+
+/* Sockets: always non-blocking and close-on-exec. Return fd or -1 with errno. */
+int net_udp_bind(const struct net_addr *a);
+int net_tcp_listen(const struct net_addr *a, int backlog);
+/* Unbound UDP socket of the family, on a random ephemeral port the kernel picks. */
+int net_udp_ephemeral(int family);
+/* Starts a non-blocking connect; returns fd (connect may be in progress) or -1. */
+int net_tcp_connect(const struct net_addr *a);
+
+#endif

@@ -1,0 +1,116 @@
+/* proxy/outbox.c: batched UDP sends. */
+#include "outbox.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "log.h"
+#include "proxy.h"
+
+void outbox_init(struct outbox *ob, struct proxy *px, int fd)
+{
+    ob->fd = fd;
+    ob->n = 0;
+    ob->next_dirty = NULL;
+    ob->px = px;
+}
+
+static int send_now(int fd, const struct net_addr *to, const uint8_t *msg, size_t len)
+{
+    for (;;) {
+        ssize_t r = sendto(fd, msg, len, 0, &to->u.sa, to->len);
+        if (r >= 0)
+            return 0;
+        if (errno != EINTR)
+            return -1;
+    }
+}
+
+int outbox_add(struct outbox *ob, const struct net_addr *to, const uint8_t *msg, size_t len)
+{
+    if (len > OUTBOX_SLOT_BYTES)
+        return send_now(ob->fd, to, msg, len);
+    if (ob->n == OUTBOX_SLOTS)
+        outbox_flush(ob);
+    if (ob->n == 0) {
+        ob->next_dirty = ob->px->dirty;
+        ob->px->dirty = ob;
+    }
+    ob->slot[ob->n].to = *to;
+    ob->slot[ob->n].len = len;
+    memcpy(ob->slot[ob->n].data, msg, len);
+    ob->n++;
+    return 0;
+}
+
+static void unlink_dirty(struct outbox *ob)
+{
+    for (struct outbox **pp = &ob->px->dirty; *pp; pp = &(*pp)->next_dirty) {
+        if (*pp == ob) {
+            *pp = ob->next_dirty;
+            break;
+        }
+    }
+    ob->next_dirty = NULL;
+}
+
+static struct log_limit send_limit;
+
+static void flush_slots(struct outbox *ob)
+{
+    struct mmsghdr mm[OUTBOX_SLOTS];
+    struct iovec iov[OUTBOX_SLOTS];
+    for (unsigned i = 0; i < ob->n; i++) {
+        iov[i].iov_base = ob->slot[i].data;
+        iov[i].iov_len = ob->slot[i].len;
+        memset(&mm[i], 0, sizeof mm[i]);
+        mm[i].msg_hdr.msg_name = &ob->slot[i].to.u.sa;
+        mm[i].msg_hdr.msg_namelen = ob->slot[i].to.len;
+        mm[i].msg_hdr.msg_iov = &iov[i];
+        mm[i].msg_hdr.msg_iovlen = 1;
+    }
+    unsigned done = 0;
+    while (done < ob->n) {
+        int r = sendmmsg(ob->fd, mm + done, ob->n - done, 0);
+        if (r > 0) {
+            done += (unsigned)r;
+            continue;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        /* The first message failed (a full buffer or an unreachable peer):
+         * count it lost and go on with the rest. */
+        char buf[NET_ADDRSTRLEN];
+        log_limited(&send_limit, LOG_LVL_WARN, "send to %s failed: %s",
+                    net_addr_str(&ob->slot[done].to, buf, sizeof buf), strerror(errno));
+        ob->px->stats.send_errors++;
+        done++;
+    }
+    ob->n = 0;
+}
+
+void outbox_flush(struct outbox *ob)
+{
+    if (ob->n == 0)
+        return;
+    unlink_dirty(ob);
+    flush_slots(ob);
+}
+
+void outbox_discard(struct outbox *ob)
+{
+    if (ob->n)
+        unlink_dirty(ob);
+    ob->n = 0;
+}
+
+void outbox_flush_all(struct proxy *px)
+{
+    while (px->dirty) {
+        struct outbox *ob = px->dirty;
+        px->dirty = ob->next_dirty;
+        ob->next_dirty = NULL;
+        flush_slots(ob);
+    }
+}

@@ -1,0 +1,60 @@
+/* proxy/proxy.h: the context of one forwarding loop. Everything a callback
+ * needs hangs off struct proxy; there are no globals besides logging.
+ * The proxy owns the config, the route table, the listeners, the upstream
+ * UDP pool and every in-flight query. */
+#ifndef DOTWARD_PROXY_H
+#define DOTWARD_PROXY_H
+
+#include <ev.h>
+#include <stdbool.h>
+
+#include "config.h"
+#include "rng.h"
+#include "stats.h"
+
+struct listener;
+struct outbox;
+struct query;
+struct route_table;
+struct tcp_client;
+struct udp_pool;
+
+struct proxy {
+    struct ev_loop *loop;
+    struct config *cfg;             /* owned; replaced whole on reload */
+    struct route_table *routes;     /* a reference */
+    struct rng rng;
+    struct stats stats;
+    struct udp_pool *udp;
+    struct listener *listeners;     /* list, owned */
+    struct tcp_client *tcp_list;    /* open client connections, owned */
+    unsigned tcp_clients;
+    /* In-flight client queries, and a free list to reuse their memory. */
+    struct query *active;
+    struct query *free_queries;
+    unsigned inflight, n_free;
+    /* UDP sends wait here until the loop is about to block, then go out in
+     * one sendmmsg per socket. */
+    struct outbox *dirty;
+    ev_prepare flush_watcher;
+    bool draining;
+    ev_timer drain_timer;
+    void (*on_drained)(struct proxy *px);  /* set by main */
+};
+
+/* Builds a proxy on `loop` for `cfg` (taken) and `routes` (a reference is
+ * taken); opens the listeners. Returns NULL after logging on failure. */
+struct proxy *proxy_new(struct ev_loop *loop, struct config *cfg, struct route_table *routes);
+/* Swaps in a new config and route table (both taken). Listeners are opened
+ * and closed to match; in-flight queries finish on what they started with.
+ * Returns 0, or -1 (nothing changed) if a new listener cannot be opened. */
+int proxy_reconfigure(struct proxy *px, struct config *cfg, struct route_table *routes);
+/* Stops accepting queries; in-flight ones finish or get SERVFAIL once
+ * drain-timeout passes; then on_drained() is called. */
+void proxy_drain(struct proxy *px);
+void proxy_free(struct proxy *px);
+/* Called by query.c when the last in-flight query of a drain is done. */
+void proxy_drained(struct proxy *px);
+void proxy_log_stats(const struct proxy *px);
+
+#endif

@@ -1,0 +1,194 @@
+/* proxy/setup.c: from config to route table. */
+#include "setup.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "resolve.h"
+#include "upstream.h"
+
+struct setup {
+    struct ev_loop *loop;
+    const struct config *cfg;
+    const struct route_table *reuse;
+    setup_done_cb cb;
+    void *arg;
+    struct resolver *resolver;
+    size_t *name_index;        /* config upstream index of each looked-up name */
+};
+
+static bool is_listen_addr(const struct config *cfg, const struct net_addr *a)
+{
+    for (size_t i = 0; i < cfg->n_listen; i++)
+        if (net_addr_equal(&cfg->listen[i], a))
+            return true;
+    return false;
+}
+
+static int add_server(struct route_table *t, const struct route_table *reuse, const struct config *cfg,
+                      const char *zone, const struct net_addr *a, const char *origin)
+{
+    char name[NET_ADDRSTRLEN];
+    net_addr_str(a, name, sizeof name);
+    if (is_listen_addr(cfg, a)) {
+        /* Forwarding to ourselves would loop every query until its deadline. */
+        log_warn("%s: upstream %s is one of dotward's own listen addresses: skipped", origin, name);
+        return 0;
+    }
+    struct upstream *u = route_table_find(reuse, a);
+    u = u ? upstream_ref(u) : upstream_new(a);
+    if (!u)
+        return -1;
+    int r = route_table_add(t, zone, u);
+    upstream_unref(u);
+    if (r < 0)
+        log_err("%s: cannot add upstream %s to zone %s", origin, name, zone);
+    return r;
+}
+
+static bool has_root(const struct route_table *t)
+{
+    for (size_t i = 0; i < t->n_zones; i++)
+        if (t->zones[i].name_len == 1 && t->zones[i].n_servers > 0)
+            return true;
+    return false;
+}
+
+static struct route_table *build(const struct config *cfg, const struct route_table *reuse,
+                                 const struct resolve_result *res, const size_t *name_index, size_t n_names)
+{
+    struct route_table *t = route_table_new();
+    if (!t)
+        return NULL;
+    bool root_configured = false;
+    for (size_t i = 0; i < cfg->n_upstreams; i++) {
+        const struct config_upstream *u = &cfg->upstreams[i];
+        root_configured |= strcmp(u->zone, ".") == 0;
+        if (u->addr_ok) {
+            if (add_server(t, reuse, cfg, u->zone, &u->addr, u->origin) < 0)
+                goto fail;
+            continue;
+        }
+        for (size_t k = 0; k < n_names; k++) {
+            if (name_index[k] != i)
+                continue;
+            if (res[k].n == 0)
+                log_err("%s: upstream %s: cannot resolve: %s", u->origin, u->host, res[k].error);
+            for (size_t j = 0; j < res[k].n; j++)
+                if (add_server(t, reuse, cfg, u->zone, &res[k].addrs[j], u->origin) < 0)
+                    goto fail;
+        }
+    }
+    if (!root_configured) {
+        struct net_addr *ns = NULL;
+        size_t n = 0;
+        char err[512];
+        if (resolve_nameservers(cfg->resolv_conf, &ns, &n, err, sizeof err) < 0) {
+            log_err("no upstream for \".\" and %s", err);
+            goto fail;
+        }
+        for (size_t j = 0; j < n; j++)
+            if (add_server(t, reuse, cfg, ".", &ns[j], cfg->resolv_conf) < 0) {
+                free(ns);
+                goto fail;
+            }
+        free(ns);
+    }
+    if (t->n_zones == 0) {
+        log_err("no usable upstream server");
+        goto fail;
+    }
+    if (!has_root(t))
+        log_warn("no upstream serves \".\": names outside the configured zones get SERVFAIL");
+    return t;
+fail:
+    route_table_unref(t);
+    return NULL;
+}
+
+static void resolved_cb(void *arg, struct resolve_result *res, size_t n)
+{
+    struct setup *s = arg;
+    struct route_table *t = build(s->cfg, s->reuse, res, s->name_index, n);
+    resolve_results_free(res, n);
+    setup_done_cb cb = s->cb;
+    void *cb_arg = s->arg;
+    const struct config *cfg = s->cfg;
+    free(s->name_index);
+    free(s);
+    cb(cb_arg, cfg, t);
+}
+
+struct setup *setup_start(struct ev_loop *loop, const struct config *cfg, const struct route_table *reuse,
+                          setup_done_cb cb, void *arg)
+{
+    size_t n_names = 0;
+    for (size_t i = 0; i < cfg->n_upstreams; i++)
+        n_names += !cfg->upstreams[i].addr_ok;
+    if (n_names == 0) {
+        cb(arg, cfg, build(cfg, reuse, NULL, NULL, 0));
+        return NULL;
+    }
+    struct setup *s = calloc(1, sizeof *s);
+    const char **names = calloc(n_names, sizeof *names);
+    uint16_t *ports = calloc(n_names, sizeof *ports);
+    if (s)
+        s->name_index = calloc(n_names, sizeof *s->name_index);
+    if (!s || !names || !ports || !s->name_index) {
+        if (s)
+            free(s->name_index);
+        free(s);
+        free(names);
+        free(ports);
+        log_err("out of memory");
+        cb(arg, cfg, NULL);
+        return NULL;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < cfg->n_upstreams; i++) {
+        if (cfg->upstreams[i].addr_ok)
+            continue;
+        names[k] = cfg->upstreams[i].host;
+        ports[k] = cfg->upstreams[i].port;
+        s->name_index[k++] = i;
+    }
+    s->loop = loop;
+    s->cfg = cfg;
+    s->reuse = reuse;
+    s->cb = cb;
+    s->arg = arg;
+    s->resolver = resolve_start(loop, cfg->resolv_conf, names, ports, n_names, resolved_cb, s);
+    free(names);
+    free(ports);
+    if (!s->resolver) {
+        free(s->name_index);
+        free(s);
+        cb(arg, cfg, NULL);
+        return NULL;
+    }
+    return s;
+}
+
+void setup_cancel(struct setup *s)
+{
+    if (!s)
+        return;
+    resolve_cancel(s->resolver);
+    free(s->name_index);
+    free(s);
+}
+
+void setup_describe_routes(const struct route_table *t, char *buf, size_t bufsz)
+{
+    size_t o = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < t->n_zones && o < bufsz; i++) {
+        const struct route_zone *z = &t->zones[i];
+        o += (size_t)snprintf(buf + o, bufsz - o, "%s%s to ", i ? "; " : "", z->text);
+        for (size_t j = 0; j < z->n_servers && o < bufsz; j++)
+            o += (size_t)snprintf(buf + o, bufsz - o, "%s%s", j ? ", " : "", z->servers[j]->name);
+    }
+}

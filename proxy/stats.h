@@ -1,0 +1,42 @@
+/* proxy/stats.h: the proxy's counters. Each counter is bumped by the module
+ * that sees the event; this header only names them, once. */
+#ifndef DOTWARD_STATS_H
+#define DOTWARD_STATS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define STATS_COUNTERS(X) \
+    X(queries_udp)          /* client queries received over UDP */ \
+    X(queries_tcp)          /* client queries received over TCP */ \
+    X(answered)             /* answers relayed from an upstream */ \
+    X(servfail)             /* SERVFAIL made by dotward (deadline, no upstream) */ \
+    X(refused_acl)          /* REFUSED: source not in allow */ \
+    X(dropped_acl)          /* dropped: source not in allow, refused-action = drop */ \
+    X(malformed_dropped)    /* client packets dropped: short, QR=1, oversized */ \
+    X(formerr_sent)         /* FORMERR answers to malformed queries */ \
+    X(notimp_sent)          /* NOTIMP answers to other opcodes */ \
+    X(overload)             /* SERVFAIL because max-queries were in flight */ \
+    X(upstream_udp)         /* queries sent upstream over UDP */ \
+    X(upstream_tcp)         /* queries sent upstream over TCP */ \
+    X(upstream_tc)          /* truncated upstream UDP answers retried over TCP */ \
+    X(upstream_timeouts)    /* upstream tries that timed out */ \
+    X(upstream_errors)      /* upstream tries that failed (send error, connection lost) */ \
+    X(spoofed_source)       /* upstream UDP answers from the wrong address or port */ \
+    X(spoofed_id)           /* upstream answers with no pending query of that ID */ \
+    X(spoofed_question)     /* upstream answers whose question does not match */ \
+    X(upstream_malformed)   /* upstream answers that do not parse */ \
+    X(truncated)            /* answers truncated (TC=1) to fit a UDP client */ \
+    X(tcp_clients_rejected) /* TCP clients closed at once: tcp-clients reached */ \
+    X(send_errors)          /* answers that could not be sent to a client */
+
+struct stats {
+#define STATS_FIELD(name) uint64_t name;
+    STATS_COUNTERS(STATS_FIELD)
+#undef STATS_FIELD
+};
+
+/* "name=value name=value ..." on one line. */
+void stats_format(const struct stats *s, char *buf, size_t bufsz);
+
+#endif

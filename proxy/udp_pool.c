@@ -1,0 +1,314 @@
+/* proxy/udp_pool.c: the upstream UDP sockets and their pending-answer map. */
+#include "udp_pool.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "idmap.h"
+#include "outbox.h"
+#include "proxy.h"
+#include "query.h"
+#include "upstream.h"
+#include "wire.h"
+
+#define UDP_ANSWER_MAX 4096   /* edns-buffer-size is at most this */
+#define RECV_BATCH 32
+
+struct udp_sock {
+    struct udp_pool *pool;
+    int fd;
+    int fam;                  /* 0: IPv4, 1: IPv6 */
+    uint32_t serial;          /* distinguishes sockets in pending keys */
+    unsigned uses;            /* queries sent */
+    unsigned pending;         /* tries waiting for an answer on it */
+    bool retiring;            /* replaced: no new queries, closes when pending is 0 */
+    ev_io io;
+    struct udp_sock *next_retiring;
+};
+
+struct udp_pool {
+    struct proxy *px;
+    struct udp_sock **socks[2];    /* per family, px->cfg->udp_sockets slots, lazily filled */
+    unsigned n_socks[2];
+    struct udp_sock *batch[2];     /* socket of the batch being queued */
+    struct outbox out[2];
+    struct udp_sock *retiring;
+    uint32_t next_serial;
+    struct idmap pending;          /* pkey() -> struct query_try * */
+};
+
+/* Serials start at 1, so a key is never 0. */
+static inline uint64_t pkey(const struct udp_sock *s, uint16_t id) { return ((uint64_t)s->serial << 16) | id; }
+
+static void read_cb(struct ev_loop *loop, ev_io *w, int revents);
+
+static struct udp_sock *sock_new(struct udp_pool *p, int fam)
+{
+    int fd = net_udp_ephemeral(fam ? AF_INET6 : AF_INET);
+    if (fd < 0)
+        return NULL;
+    struct udp_sock *s = calloc(1, sizeof *s);
+    if (!s) {
+        close(fd);
+        return NULL;
+    }
+    s->pool = p;
+    s->fd = fd;
+    s->fam = fam;
+    s->serial = ++p->next_serial;
+    if (s->serial == 0) /* 0 would make an empty map key */
+        s->serial = ++p->next_serial;
+    ev_io_init(&s->io, read_cb, fd, EV_READ);
+    s->io.data = s;
+    ev_io_start(p->px->loop, &s->io);
+    return s;
+}
+
+static void sock_close(struct udp_sock *s)
+{
+    ev_io_stop(s->pool->px->loop, &s->io);
+    close(s->fd);
+    free(s);
+}
+
+/* Closes a retired socket once nothing waits on it, flushing its batch first
+ * so no queued datagram is sent on a closed descriptor. */
+static void retire_check(struct udp_sock *s)
+{
+    struct udp_pool *p = s->pool;
+    if (!s->retiring || s->pending > 0)
+        return;
+    if (p->batch[s->fam] == s) {
+        outbox_flush(&p->out[s->fam]);
+        p->batch[s->fam] = NULL;
+    }
+    for (struct udp_sock **pp = &p->retiring; *pp; pp = &(*pp)->next_retiring) {
+        if (*pp == s) {
+            *pp = s->next_retiring;
+            break;
+        }
+    }
+    sock_close(s);
+}
+
+static void retire(struct udp_sock *s)
+{
+    struct udp_pool *p = s->pool;
+    s->retiring = true;
+    s->next_retiring = p->retiring;
+    p->retiring = s;
+    retire_check(s);
+}
+
+static struct log_limit sock_limit;
+
+/* Takes socket `i` of family `fam` out of service and puts a fresh one in its place. */
+static void sock_replace(struct udp_pool *p, int fam, unsigned i)
+{
+    struct udp_sock *old = p->socks[fam][i];
+    struct udp_sock *s = sock_new(p, fam);
+    if (!s) {
+        log_limited(&sock_limit, LOG_LVL_WARN, "cannot open an upstream UDP socket: %s", strerror(errno));
+        if (old)
+            old->uses = 0; /* keep using it rather than none */
+        return;
+    }
+    p->socks[fam][i] = s;
+    if (old)
+        retire(old);
+}
+
+struct udp_pool *udp_pool_new(struct proxy *px)
+{
+    struct udp_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->px = px;
+    for (int f = 0; f < 2; f++)
+        outbox_init(&p->out[f], px, -1);
+    return p;
+}
+
+static struct udp_sock *pick_batch_socket(struct udp_pool *p, int fam)
+{
+    unsigned want = p->px->cfg->udp_sockets;
+    if (p->n_socks[fam] != want) {
+        /* First use, or udp-sockets changed on reload: resize the slot array. */
+        for (unsigned i = want; i < p->n_socks[fam]; i++) {
+            if (p->socks[fam][i])
+                retire(p->socks[fam][i]);
+        }
+        struct udp_sock **ns = realloc(p->socks[fam], want * sizeof *ns);
+        if (!ns)
+            return p->batch[fam];
+        for (unsigned i = p->n_socks[fam]; i < want; i++)
+            ns[i] = NULL;
+        p->socks[fam] = ns;
+        p->n_socks[fam] = want;
+    }
+    unsigned i = rng_below(&p->px->rng, want);
+    if (!p->socks[fam][i])
+        sock_replace(p, fam, i);
+    return p->socks[fam][i];
+}
+
+int udp_pool_send(struct udp_pool *p, struct query *q, struct query_try *t)
+{
+    int fam = net_addr_family(&t->up->addr) == AF_INET6 ? 1 : 0;
+    struct outbox *ob = &p->out[fam];
+    if (ob->n == 0 || !p->batch[fam]) {
+        outbox_flush(ob);
+        p->batch[fam] = pick_batch_socket(p, fam);
+        if (!p->batch[fam])
+            return -1;
+        ob->fd = p->batch[fam]->fd;
+    }
+    struct udp_sock *s = p->batch[fam];
+    uint16_t id;
+    do {
+        id = rng_u16(&p->px->rng);
+    } while (idmap_get(&p->pending, pkey(s, id)));
+    if (idmap_put(&p->pending, pkey(s, id), t) < 0)
+        return -1;
+
+    uint8_t buf[UDP_ANSWER_MAX];
+    const uint8_t *msg = q->msg;
+    if (q->len <= sizeof buf) {
+        memcpy(buf, q->msg, q->len);
+        wire_set_id(buf, id);
+        wire_set_edns_size(buf, &q->wm, (uint16_t)p->px->cfg->edns_buffer_size);
+        msg = buf;
+    }
+    t->kind = TRY_UDP;
+    t->id = id;
+    t->sock = s;
+    s->pending++;
+    if (msg != buf || outbox_add(ob, &t->up->addr, msg, q->len) < 0) {
+        idmap_del(&p->pending, pkey(s, id));
+        s->pending--;
+        t->kind = TRY_NONE;
+        return -1;
+    }
+    p->px->stats.upstream_udp++;
+    if (++s->uses >= p->px->cfg->udp_socket_uses) {
+        for (unsigned i = 0; i < p->n_socks[fam]; i++)
+            if (p->socks[fam][i] == s)
+                sock_replace(p, fam, i);
+    }
+    return 0;
+}
+
+static void forget(struct udp_pool *p, struct query_try *t)
+{
+    struct udp_sock *s = t->sock;
+    idmap_del(&p->pending, pkey(s, t->id));
+    t->kind = TRY_NONE;
+    t->sock = NULL;
+    s->pending--;
+    retire_check(s);
+}
+
+void udp_pool_cancel(struct udp_pool *p, struct query_try *t)
+{
+    if (t->kind == TRY_UDP && t->sock)
+        forget(p, t);
+}
+
+static void handle_answer(struct udp_pool *p, struct udp_sock *s, uint8_t *msg, size_t len,
+                          const struct net_addr *from, bool truncated)
+{
+    struct proxy *px = p->px;
+    struct wire_msg wm;
+    if (len < WIRE_HDR_LEN) {
+        px->stats.upstream_malformed++;
+        return;
+    }
+    struct query_try *t = idmap_get(&p->pending, pkey(s, wire_get16(msg)));
+    if (!t) {
+        px->stats.spoofed_id++;
+        return;
+    }
+    if (!net_addr_equal(from, &t->up->addr)) {
+        px->stats.spoofed_source++;
+        return;
+    }
+    if (truncated || wire_parse_response(msg, len, &wm) != WIRE_OK) {
+        px->stats.upstream_malformed++;
+        return;
+    }
+    if (!wire_same_question(msg, &wm, t->q->msg, &t->q->wm)) {
+        px->stats.spoofed_question++;
+        return;
+    }
+    forget(p, t);
+    query_on_answer(t, msg, len, &wm);
+}
+
+static struct log_limit recv_limit;
+
+static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct udp_sock *s = w->data;
+    struct udp_pool *p = s->pool;
+    uint8_t bufs[RECV_BATCH][UDP_ANSWER_MAX];
+    struct mmsghdr mm[RECV_BATCH];
+    struct iovec iov[RECV_BATCH];
+    struct net_addr from[RECV_BATCH];
+    (void)loop;
+    (void)revents;
+    /* The socket may retire and be freed while answers are handled: keep it
+     * alive until this batch is done by counting the batch as pending. */
+    s->pending++;
+    for (int round = 0; round < 4; round++) {
+        for (int i = 0; i < RECV_BATCH; i++) {
+            iov[i].iov_base = bufs[i];
+            iov[i].iov_len = sizeof bufs[i];
+            memset(&mm[i].msg_hdr, 0, sizeof mm[i].msg_hdr);
+            mm[i].msg_hdr.msg_name = &from[i].u.ss;
+            mm[i].msg_hdr.msg_namelen = sizeof from[i].u.ss;
+            mm[i].msg_hdr.msg_iov = &iov[i];
+            mm[i].msg_hdr.msg_iovlen = 1;
+        }
+        int n = recvmmsg(s->fd, mm, RECV_BATCH, MSG_DONTWAIT, NULL);
+        if (n < 0) {
+            /* ECONNREFUSED and friends do not reach unconnected sockets; anything
+             * else is transient. */
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                log_limited(&recv_limit, LOG_LVL_WARN, "upstream UDP recv: %s", strerror(errno));
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            from[i].len = mm[i].msg_hdr.msg_namelen;
+            handle_answer(p, s, bufs[i], mm[i].msg_len, &from[i],
+                          (mm[i].msg_hdr.msg_flags & MSG_TRUNC) != 0);
+        }
+        if (n < RECV_BATCH)
+            break;
+    }
+    s->pending--;
+    retire_check(s);
+}
+
+void udp_pool_free(struct udp_pool *p)
+{
+    if (!p)
+        return;
+    for (int f = 0; f < 2; f++) {
+        outbox_flush(&p->out[f]);
+        for (unsigned i = 0; i < p->n_socks[f]; i++)
+            if (p->socks[f][i])
+                sock_close(p->socks[f][i]);
+        free(p->socks[f]);
+    }
+    while (p->retiring) {
+        struct udp_sock *s = p->retiring;
+        p->retiring = s->next_retiring;
+        sock_close(s);
+    }
+    idmap_free(&p->pending);
+    free(p);
+}

@@ -1,0 +1,322 @@
+/* proxy/wire.c: DNS message reading and writing with a bounds check on every read. */
+#include "wire.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static inline uint8_t lower(uint8_t c) { return (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c; }
+
+const char *wire_err_str(int err)
+{
+    switch (err) {
+    case WIRE_OK: return "ok";
+    case WIRE_ERR_SHORT: return "shorter than a DNS header";
+    case WIRE_ERR_QR: return "wrong QR bit";
+    case WIRE_ERR_FORMAT: return "malformed message";
+    case WIRE_ERR_QDCOUNT: return "not exactly one question";
+    case WIRE_ERR_OPCODE: return "not a standard query";
+    }
+    return "unknown error";
+}
+
+/* An uncompressed name, as a question must be. Returns its wire length or -1. */
+static int read_plain_name(const uint8_t *msg, size_t len, size_t off)
+{
+    size_t pos = off;
+    for (;;) {
+        if (pos >= len)
+            return -1;
+        uint8_t l = msg[pos];
+        if (l == 0)
+            break;
+        if (l > 63)
+            return -1; /* pointer or reserved label type */
+        pos += 1u + l;
+        if (pos - off > WIRE_MAX_NAME - 1)
+            return -1;
+    }
+    return (int)(pos + 1 - off);
+}
+
+int wire_read_name(const uint8_t *msg, size_t len, size_t *off, uint8_t out[WIRE_MAX_NAME])
+{
+    size_t pos = *off, run_start = *off, after = 0, outlen = 0;
+    for (;;) {
+        if (pos >= len)
+            return -1;
+        uint8_t l = msg[pos];
+        if ((l & 0xc0) == 0xc0) {
+            if (pos + 1 >= len)
+                return -1;
+            size_t target = ((size_t)(l & 0x3f) << 8) | msg[pos + 1];
+            if (target >= run_start)
+                return -1;
+            if (!after)
+                after = pos + 2;
+            pos = run_start = target;
+            continue;
+        }
+        if (l > 63)
+            return -1;
+        if (pos + 1u + l > len || outlen + 1u + l > WIRE_MAX_NAME)
+            return -1;
+        memcpy(out + outlen, msg + pos, 1u + (size_t)l);
+        outlen += 1u + l;
+        pos += 1u + l;
+        if (l == 0)
+            break;
+    }
+    *off = after ? after : pos;
+    return (int)outlen;
+}
+
+/* Skips a possibly compressed name without copying it. */
+static int skip_name(const uint8_t *msg, size_t len, size_t *off)
+{
+    uint8_t scratch[WIRE_MAX_NAME];
+    return wire_read_name(msg, len, off, scratch) < 0 ? -1 : 0;
+}
+
+bool wire_name_equal(const uint8_t *a, const uint8_t *b, size_t len)
+{
+    /* Length bytes are < 64, so lower-casing them is harmless. */
+    for (size_t i = 0; i < len; i++)
+        if (lower(a[i]) != lower(b[i]))
+            return false;
+    return true;
+}
+
+static int parse_header(const uint8_t *msg, size_t len, struct wire_msg *m)
+{
+    if (len < WIRE_HDR_LEN)
+        return WIRE_ERR_SHORT;
+    memset(m, 0, sizeof *m);
+    m->id = wire_get16(msg);
+    m->flags = wire_get16(msg + 2);
+    m->qdcount = wire_get16(msg + 4);
+    m->ancount = wire_get16(msg + 6);
+    m->nscount = wire_get16(msg + 8);
+    m->arcount = wire_get16(msg + 10);
+    return WIRE_OK;
+}
+
+static int parse_question(const uint8_t *msg, size_t len, struct wire_msg *m)
+{
+    if (m->qdcount != 1)
+        return WIRE_ERR_QDCOUNT;
+    int nl = read_plain_name(msg, len, WIRE_HDR_LEN);
+    if (nl < 0)
+        return WIRE_ERR_FORMAT;
+    size_t pos = WIRE_HDR_LEN + (size_t)nl;
+    if (pos + 4 > len)
+        return WIRE_ERR_FORMAT;
+    m->qname_off = WIRE_HDR_LEN;
+    m->qname_len = (size_t)nl;
+    m->qtype = wire_get16(msg + pos);
+    m->qclass = wire_get16(msg + pos + 2);
+    m->question_end = m->end = pos + 4;
+    return WIRE_OK;
+}
+
+/* Walks AN, NS and AR after the question; records the OPT RR. */
+static int walk_records(const uint8_t *msg, size_t len, struct wire_msg *m)
+{
+    size_t pos = m->question_end;
+    unsigned total = (unsigned)m->ancount + m->nscount + m->arcount;
+    unsigned first_ar = (unsigned)m->ancount + m->nscount;
+    for (unsigned i = 0; i < total; i++) {
+        size_t start = pos;
+        if (skip_name(msg, len, &pos) < 0 || pos + 10 > len)
+            return WIRE_ERR_FORMAT;
+        uint16_t type = wire_get16(msg + pos);
+        uint16_t rdlen = wire_get16(msg + pos + 8);
+        size_t rr_end = pos + 10 + rdlen;
+        if (rr_end > len)
+            return WIRE_ERR_FORMAT;
+        if (type == WIRE_TYPE_OPT) {
+            /* RFC 6891 6.1.1: one OPT, owned by the root, in the additional section. */
+            if (m->has_opt || i < first_ar || pos - start != 1)
+                return WIRE_ERR_FORMAT;
+            m->has_opt = true;
+            m->opt_off = start;
+            m->opt_len = rr_end - start;
+            m->edns_udp_size = wire_get16(msg + pos + 2);
+            m->edns_ttl = ((uint32_t)wire_get16(msg + pos + 4) << 16) | wire_get16(msg + pos + 6);
+        }
+        pos = rr_end;
+    }
+    m->end = pos;
+    return WIRE_OK;
+}
+
+int wire_parse_query(const uint8_t *msg, size_t len, struct wire_msg *m)
+{
+    int r = parse_header(msg, len, m);
+    if (r != WIRE_OK)
+        return r;
+    if (m->flags & WIRE_QR)
+        return WIRE_ERR_QR;
+    if (WIRE_OPCODE(m->flags) != 0)
+        return WIRE_ERR_OPCODE;
+    r = parse_question(msg, len, m);
+    if (r != WIRE_OK)
+        return r;
+    return walk_records(msg, len, m);
+}
+
+int wire_parse_response(const uint8_t *msg, size_t len, struct wire_msg *m)
+{
+    int r = parse_header(msg, len, m);
+    if (r != WIRE_OK)
+        return r;
+    if (!(m->flags & WIRE_QR))
+        return WIRE_ERR_QR;
+    return parse_question(msg, len, m);
+}
+
+int wire_find_opt(const uint8_t *msg, size_t len, struct wire_msg *m)
+{
+    if (m->end > m->question_end)
+        return WIRE_OK; /* already walked */
+    return walk_records(msg, len, m);
+}
+
+bool wire_same_question(const uint8_t *a, const struct wire_msg *ma,
+                        const uint8_t *b, const struct wire_msg *mb)
+{
+    return ma->qtype == mb->qtype && ma->qclass == mb->qclass && ma->qname_len == mb->qname_len &&
+           wire_name_equal(a + ma->qname_off, b + mb->qname_off, ma->qname_len);
+}
+
+void wire_restore_case(uint8_t *answer, const struct wire_msg *ma,
+                       const uint8_t *query, const struct wire_msg *mq)
+{
+    if (ma->qname_len == mq->qname_len)
+        memcpy(answer + ma->qname_off, query + mq->qname_off, mq->qname_len);
+}
+
+void wire_set_edns_size(uint8_t *msg, const struct wire_msg *m, uint16_t size)
+{
+    if (m->has_opt)
+        wire_put16(msg + m->opt_off + 3, size); /* root name (1) + TYPE (2), then CLASS */
+}
+
+uint16_t wire_client_udp_size(const struct wire_msg *q)
+{
+    if (!q->has_opt || q->edns_udp_size < 512)
+        return 512;
+    return q->edns_udp_size;
+}
+
+size_t wire_truncate(uint8_t *answer, size_t len, const struct wire_msg *ma, size_t max)
+{
+    if (len <= max)
+        return len;
+    struct wire_msg m = *ma;
+    bool opt = wire_find_opt(answer, len, &m) == WIRE_OK && m.has_opt;
+    size_t out = m.question_end;
+    if (opt && out + m.opt_len <= max) {
+        memmove(answer + out, answer + m.opt_off, m.opt_len);
+        out += m.opt_len;
+    } else {
+        opt = false;
+    }
+    uint16_t flags = wire_get16(answer + 2) | WIRE_TC;
+    wire_put16(answer + 2, flags);
+    wire_put16(answer + 6, 0);
+    wire_put16(answer + 8, 0);
+    wire_put16(answer + 10, opt ? 1 : 0);
+    return out;
+}
+
+size_t wire_make_error(uint8_t *out, size_t cap, const uint8_t *query, size_t qlen,
+                       const struct wire_msg *q, uint16_t udp_size, enum wire_rcode rcode)
+{
+    if (cap < WIRE_HDR_LEN)
+        return 0;
+    uint16_t qflags = qlen >= 4 ? wire_get16(query + 2) : 0;
+    uint16_t flags = (uint16_t)(WIRE_QR | (qflags & (0x7800u | WIRE_RD | WIRE_CD)) | WIRE_RA | rcode);
+    memset(out, 0, WIRE_HDR_LEN);
+    if (qlen >= 2)
+        memcpy(out, query, 2);
+    wire_put16(out + 2, flags);
+    size_t pos = WIRE_HDR_LEN;
+    if (q) {
+        size_t qlen_q = q->question_end - WIRE_HDR_LEN;
+        if (pos + qlen_q > cap)
+            return 0;
+        memcpy(out + pos, query + WIRE_HDR_LEN, qlen_q);
+        pos += qlen_q;
+        wire_put16(out + 4, 1);
+        if (q->has_opt) {
+            if (pos + 11 > cap)
+                return 0;
+            uint8_t *o = out + pos;
+            o[0] = 0;                            /* root owner */
+            wire_put16(o + 1, WIRE_TYPE_OPT);
+            wire_put16(o + 3, udp_size);
+            wire_put16(o + 5, 0);                /* extended rcode, version 0 */
+            wire_put16(o + 7, (uint16_t)(q->edns_ttl & 0x8000u)); /* DO echoed */
+            wire_put16(o + 9, 0);
+            pos += 11;
+            wire_put16(out + 10, 1);
+        }
+    }
+    return pos;
+}
+
+const char *wire_name_str(const uint8_t *name, size_t len, char *buf, size_t bufsz)
+{
+    size_t o = 0, i = 0;
+    if (bufsz == 0)
+        return buf;
+    while (i < len && name[i] != 0) {
+        uint8_t l = name[i++];
+        for (uint8_t k = 0; k < l && i < len; k++, i++) {
+            uint8_t c = name[i];
+            char tmp[5];
+            int n;
+            if (c == '.' || c == '\\')
+                n = snprintf(tmp, sizeof tmp, "\\%c", c);
+            else if (c <= 32 || c >= 127)
+                n = snprintf(tmp, sizeof tmp, "\\%03u", c);
+            else
+                n = snprintf(tmp, sizeof tmp, "%c", c);
+            if (o + (size_t)n + 1 >= bufsz)
+                goto done;
+            memcpy(buf + o, tmp, (size_t)n);
+            o += (size_t)n;
+        }
+        if (o + 2 >= bufsz)
+            goto done;
+        buf[o++] = '.';
+    }
+    if (o == 0 && bufsz > 1)
+        buf[o++] = '.';
+done:
+    buf[o] = 0;
+    return buf;
+}
+
+int wire_name_from_str(const char *s, uint8_t out[WIRE_MAX_NAME])
+{
+    size_t o = 0;
+    if (strcmp(s, ".") == 0) {
+        out[0] = 0;
+        return 1;
+    }
+    while (*s) {
+        const char *dot = strchr(s, '.');
+        size_t l = dot ? (size_t)(dot - s) : strlen(s);
+        if (l == 0 || l > 63 || o + 1 + l + 1 > WIRE_MAX_NAME)
+            return -1;
+        out[o++] = (uint8_t)l;
+        memcpy(out + o, s, l);
+        o += l;
+        s += l;
+        if (*s == '.')
+            s++;
+    }
+    out[o++] = 0;
+    return (int)o;
+}
