@@ -1,7 +1,7 @@
 /* proxy/listener.h: the client-facing sockets.
  *
  * A listener is one UDP socket or one TCP listening socket on one address.
- * The proxy's list holds a reference to each open listener; a UDP query holds
+ * The proxy's array holds a reference to each open listener; a UDP query holds
  * one too, so an answer can still leave through a listener that a reload has
  * closed for new queries. TCP client connections are struct tcp_client, each
  * reference-counted in the same way by the queries that came in on it. */
@@ -18,7 +18,6 @@ struct outbox;
 struct proxy;
 
 struct listener {
-    struct listener *next;     /* px->listeners */
     struct proxy *px;
     unsigned refs;
     bool tcp;

@@ -78,7 +78,8 @@ static void log_started(const struct proxy *px)
 {
     char lbuf[1024] = "", rbuf[2048];
     size_t o = 0;
-    for (const struct listener *l = px->listeners; l && o < sizeof lbuf; l = l->next) {
+    for (size_t i = 0; i < px->n_listeners && o < sizeof lbuf; i++) {
+        const struct listener *l = px->listeners[i];
         char a[NET_ADDRSTRLEN];
         o += (size_t)snprintf(lbuf + o, sizeof lbuf - o, "%s%s/%s", o ? ", " : "",
                               net_addr_str(&l->addr, a, sizeof a), l->tcp ? "tcp" : "udp");

@@ -18,54 +18,50 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     outbox_flush_all(w->data);
 }
 
-static struct listener *find_listener(struct listener *list, const struct net_addr *a, bool tcp)
+static struct listener *find_listener(struct listener **list, size_t n, const struct net_addr *a, bool tcp)
 {
-    for (struct listener *l = list; l; l = l->next)
-        if (l->tcp == tcp && net_addr_equal(&l->addr, a))
-            return l;
+    for (size_t i = 0; i < n; i++)
+        if (list[i]->tcp == tcp && net_addr_equal(&list[i]->addr, a))
+            return list[i];
     return NULL;
 }
 
-/* Builds the listener list for `cfg`, reusing open listeners from `old`.
- * Returns 0 and the new list, or -1 (old untouched, new ones closed). */
-static int open_listeners(struct proxy *px, const struct config *cfg, struct listener *old,
-                          struct listener **out)
+/* Drops the references of `list`; listeners not in `keep` stop first. */
+static void release_listeners(struct listener **list, size_t n, struct listener **keep, size_t n_keep)
 {
-    struct listener *list = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!find_listener(keep, n_keep, &list[i]->addr, list[i]->tcp))
+            listener_stop(list[i]);
+        listener_unref(list[i]);
+    }
+    free(list);
+}
+
+/* Opens the listeners of `cfg`, reusing those already open in px. Returns 0
+ * with a new array in *out, or -1 with nothing changed. */
+static int open_listeners(struct proxy *px, const struct config *cfg, struct listener ***out, size_t *n_out)
+{
+    struct listener **list = calloc(cfg->n_listen * 2 + 1, sizeof *list);
+    size_t n = 0;
+    if (!list)
+        return -1;
     for (size_t i = 0; i < cfg->n_listen; i++) {
         for (int tcp = 0; tcp < 2; tcp++) {
-            if (find_listener(list, &cfg->listen[i], tcp))
+            if (find_listener(list, n, &cfg->listen[i], tcp))
                 continue; /* listed twice */
-            struct listener *l = find_listener(old, &cfg->listen[i], tcp);
+            struct listener *l = find_listener(px->listeners, px->n_listeners, &cfg->listen[i], tcp);
             if (l) {
                 l = listener_ref(l);
             } else if (!(l = listener_open(px, &cfg->listen[i], tcp))) {
-                while (list) {
-                    struct listener *n = list->next;
-                    listener_stop(list);
-                    listener_unref(list);
-                    list = n;
-                }
+                release_listeners(list, n, px->listeners, px->n_listeners);
                 return -1;
             }
-            l->next = list;
-            list = l;
+            list[n++] = l;
         }
     }
     *out = list;
+    *n_out = n;
     return 0;
-}
-
-/* Drops the old list's references; listeners not in the new list stop. */
-static void release_listeners(struct listener *old, struct listener *keep)
-{
-    while (old) {
-        struct listener *n = old->next;
-        if (!find_listener(keep, &old->addr, old->tcp))
-            listener_stop(old);
-        listener_unref(old);
-        old = n;
-    }
 }
 
 struct proxy *proxy_new(struct ev_loop *loop, struct config *cfg, struct route_table *routes)
@@ -83,7 +79,7 @@ struct proxy *proxy_new(struct ev_loop *loop, struct config *cfg, struct route_t
     px->flush_watcher.data = px;
     ev_prepare_start(loop, &px->flush_watcher);
     px->udp = udp_pool_new(px);
-    if (!px->udp || open_listeners(px, cfg, NULL, &px->listeners) < 0) {
+    if (!px->udp || open_listeners(px, cfg, &px->listeners, &px->n_listeners) < 0) {
         proxy_free(px);
         return NULL;
     }
@@ -92,16 +88,16 @@ struct proxy *proxy_new(struct ev_loop *loop, struct config *cfg, struct route_t
 
 int proxy_reconfigure(struct proxy *px, struct config *cfg, struct route_table *routes)
 {
-    struct listener *list;
-    if (open_listeners(px, cfg, px->listeners, &list) < 0) {
+    struct listener **list;
+    size_t n;
+    if (open_listeners(px, cfg, &list, &n) < 0) {
         config_free(cfg);
         route_table_unref(routes);
         return -1;
     }
-    /* Reordered because the new list takes the old ones' place. */
-    struct listener *old = px->listeners;
+    release_listeners(px->listeners, px->n_listeners, list, n);
     px->listeners = list;
-    release_listeners(old, list);
+    px->n_listeners = n;
     config_free(px->cfg);
     px->cfg = cfg;
     route_table_unref(px->routes);
@@ -131,8 +127,8 @@ void proxy_drain(struct proxy *px)
     if (px->draining)
         return;
     px->draining = true;
-    for (struct listener *l = px->listeners; l; l = l->next)
-        listener_stop(l);
+    for (size_t i = 0; i < px->n_listeners; i++)
+        listener_stop(px->listeners[i]);
     tcp_clients_stop_reading(px);
     if (px->inflight == 0) {
         proxy_drained(px);
@@ -158,8 +154,9 @@ void proxy_free(struct proxy *px)
     query_fail_all(px);
     outbox_flush_all(px);
     query_pool_free(px);
-    release_listeners(px->listeners, NULL);
+    release_listeners(px->listeners, px->n_listeners, NULL, 0);
     px->listeners = NULL;
+    px->n_listeners = 0;
     udp_pool_free(px->udp);
     route_table_unref(px->routes);
     ev_prepare_stop(px->loop, &px->flush_watcher);

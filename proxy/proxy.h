@@ -26,7 +26,8 @@ struct proxy {
     struct rng rng;
     struct stats stats;
     struct udp_pool *udp;
-    struct listener *listeners;     /* list, owned */
+    struct listener **listeners;    /* a reference to each */
+    size_t n_listeners;
     struct tcp_client *tcp_list;    /* open client connections, owned */
     unsigned tcp_clients;
     /* In-flight client queries, and a free list to reuse their memory. */

@@ -1,0 +1,760 @@
+/* config/config.c: loading a configuration: defaults, the INI file (through
+ * inih), command-line overrides, validation, and config_free/config_equal.
+ *
+ * inih is driven through ini_parse_stream() with our own line reader. The
+ * reader counts lines (so messages have a line number on any inih build),
+ * rejects lines inih would split (over its buffer) or misread, tracks the
+ * current [section], and hands inih only well-formed lines. Every problem
+ * is reported, not only the first. */
+#include "config_internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define CONFIG_SEC_NONE (-1) /* before the first [section] */
+#define CONFIG_SEC_BAD (-2)  /* inside an unknown or broken [section] */
+
+/* Where a value comes from, for messages: "FILE:LINE" + key, or
+ * "command line" + "--flag". */
+struct config_src {
+    const char *where;
+    const char *label;
+    bool cli;
+};
+
+struct config_parse {
+    struct config *c;
+    FILE *err;
+    unsigned errors;
+
+    /* while reading a file */
+    FILE *f;
+    const char *name;
+    char *buf;
+    size_t bufsz;
+    int lineno;
+    int section;
+    int read_errno;
+    bool *list_seen; /* per option: the file has set this list already */
+};
+
+/* Control characters in user text would garble a terminal: print \xNN. */
+static void config_put_escaped(FILE *out, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch < 0x20 || ch == 0x7f)
+            fprintf(out, "\\x%02x", ch);
+        else
+            fputc(ch, out);
+    }
+}
+
+__attribute__((format(printf, 3, 4)))
+static void config_error(struct config_parse *p, const char *where, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    p->errors++;
+    if (!p->err)
+        return;
+    config_put_escaped(p->err, where);
+    fputs(": ", p->err);
+    config_put_escaped(p->err, msg);
+    fputc('\n', p->err);
+}
+
+static void *config_field(struct config *c, size_t off)
+{
+    return (char *)c + off;
+}
+
+static const struct config_option *config_option_find(int section, const char *key)
+{
+    size_t i;
+
+    for (i = 0; i < config_n_options; i++)
+        if ((int)config_options[i].section == section && strcmp(config_options[i].key, key) == 0)
+            return &config_options[i];
+    return NULL;
+}
+
+/* ---- lists ---- */
+
+static size_t config_list_elem_size(enum config_type t)
+{
+    switch (t) {
+    case CONFIG_T_LISTEN: return sizeof(struct net_addr);
+    case CONFIG_T_PREFIX: return sizeof(struct net_prefix);
+    case CONFIG_T_UPSTREAM: return sizeof(struct config_upstream);
+    default: return 0;
+    }
+}
+
+static void config_upstream_fini(struct config_upstream *u)
+{
+    free(u->zone);
+    free(u->host);
+    free(u->origin);
+}
+
+static void config_list_clear(struct config *c, const struct config_option *o)
+{
+    void **arr = config_field(c, o->off);
+    size_t *n = config_field(c, o->n_off), i;
+
+    if (o->type == CONFIG_T_UPSTREAM)
+        for (i = 0; i < *n; i++)
+            config_upstream_fini(&((struct config_upstream *)*arr)[i]);
+    free(*arr);
+    *arr = NULL;
+    *n = 0;
+}
+
+/* Appends a copy of `elem` (taken: on failure the caller still owns what
+ * the element points to). */
+static int config_list_append(struct config *c, const struct config_option *o, const void *elem)
+{
+    void **arr = config_field(c, o->off);
+    size_t *n = config_field(c, o->n_off);
+    size_t sz = config_list_elem_size(o->type);
+    void *grown = realloc(*arr, (*n + 1) * sz);
+
+    if (!grown)
+        return -1;
+    *arr = grown;
+    memcpy((char *)grown + *n * sz, elem, sz);
+    (*n)++;
+    return 0;
+}
+
+static int config_add_listen(struct config_parse *p, const struct config_option *o,
+                             const char *value, const struct config_src *src)
+{
+    struct net_addr a;
+    size_t i;
+
+    if (net_addr_parse(value, 53, &a) < 0) {
+        config_error(p, src->where, "%s: '%s' is not a valid address", src->label, value);
+        return -1;
+    }
+    for (i = 0; i < p->c->n_listen; i++) {
+        if (net_addr_equal(&p->c->listen[i], &a)) {
+            config_error(p, src->where, "%s: '%s' is listed twice", src->label, value);
+            return -1;
+        }
+    }
+    if (config_list_append(p->c, o, &a) < 0) {
+        config_error(p, src->where, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int config_add_prefix(struct config_parse *p, const struct config_option *o,
+                             const char *value, const struct config_src *src)
+{
+    struct net_prefix pf;
+
+    if (net_prefix_parse(value, &pf) < 0) {
+        config_error(p, src->where, "%s: '%s' is not a valid address prefix", src->label, value);
+        return -1;
+    }
+    if (config_list_append(p->c, o, &pf) < 0) {
+        config_error(p, src->where, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* "[ZONE=]SERVER [OPTION...]". No options exist yet; the syntax keeps room
+ * for them (e.g. "tls=strict"). */
+static int config_add_upstream(struct config_parse *p, const struct config_option *o,
+                               const char *value, const struct config_src *src)
+{
+    struct config_upstream u;
+    char host[256];
+    const char *opt;
+    char *spec = NULL, *server, *eq;
+    bool bad_options = false;
+    size_t len;
+    int rc = -1;
+
+    memset(&u, 0, sizeof(u));
+    len = strcspn(value, " \t");
+    spec = strndup(value, len);
+    if (!spec)
+        goto oom;
+
+    /* Report the unknown options, then go on checking the server itself. */
+    for (opt = value + len; *opt;) {
+        size_t n;
+        opt += strspn(opt, " \t");
+        n = strcspn(opt, " \t");
+        if (n) {
+            const char *where = src->where;
+            char buf[256];
+            if (src->cli) {
+                snprintf(buf, sizeof(buf), "%s: %s", src->where, src->label);
+                where = buf;
+            }
+            config_error(p, where, "unknown upstream option '%.*s'", (int)n, opt);
+            bad_options = true;
+        }
+        opt += n;
+    }
+
+    eq = strchr(spec, '=');
+    server = spec;
+    if (eq) {
+        *eq = '\0';
+        server = eq + 1;
+        errno = 0;
+        u.zone = config_zone_normalize(spec);
+        if (!u.zone) {
+            if (errno == ENOMEM)
+                goto oom;
+            *eq = '=';
+            config_error(p, src->where, "%s: '%s': zone '%.*s' is not a valid domain name",
+                         src->label, spec, (int)(eq - spec), spec);
+            goto out;
+        }
+    } else {
+        u.zone = strdup(".");
+        if (!u.zone)
+            goto oom;
+    }
+
+    if (net_addr_parse(server, 53, &u.addr) == 0) {
+        u.addr_ok = true;
+        u.port = net_addr_port(&u.addr);
+    } else if (net_host_port_split(server, 53, host, sizeof(host), &u.port) == 0 &&
+               config_host_name_valid(host)) {
+        u.host = strdup(host);
+        if (!u.host)
+            goto oom;
+    } else {
+        if (eq)
+            *eq = '=';
+        config_error(p, src->where, "%s: '%s' is not a valid address or host name", src->label, spec);
+        goto out;
+    }
+    if (bad_options)
+        goto out;
+    u.origin = strdup(src->where);
+    if (!u.origin || config_list_append(p->c, o, &u) < 0)
+        goto oom;
+    free(spec);
+    return 0;
+oom:
+    config_error(p, src->where, "out of memory");
+out:
+    config_upstream_fini(&u);
+    free(spec);
+    return rc;
+}
+
+static int config_list_add(struct config_parse *p, const struct config_option *o,
+                           const char *value, const struct config_src *src)
+{
+    switch (o->type) {
+    case CONFIG_T_LISTEN: return config_add_listen(p, o, value, src);
+    case CONFIG_T_PREFIX: return config_add_prefix(p, o, value, src);
+    case CONFIG_T_UPSTREAM: return config_add_upstream(p, o, value, src);
+    default: return -1;
+    }
+}
+
+/* ---- one value ---- */
+
+static void config_choices_str(const struct config_choice *ch, char *buf, size_t bufsz)
+{
+    size_t used = 0;
+
+    buf[0] = '\0';
+    for (; ch->name && used < bufsz; ch++)
+        used += (size_t)snprintf(buf + used, bufsz - used, "%s%s", used ? ", " : "", ch->name);
+}
+
+/* Sets option `o` from `value`. Lists: appends (an empty value clears the
+ * list, except `listen` which may not be empty). */
+static int config_set(struct config_parse *p, const struct config_option *o, const char *value,
+                      const struct config_src *src)
+{
+    struct config *c = p->c;
+    void *field = config_field(c, o->off);
+    char lo[32], hi[32];
+
+    switch (o->type) {
+    case CONFIG_T_BOOL:
+        if (config_parse_bool(value, field) < 0) {
+            config_error(p, src->where, "%s: '%s' is not a boolean (yes or no)", src->label, value);
+            return -1;
+        }
+        return 0;
+    case CONFIG_T_UINT: {
+        int r = config_parse_uint(value, (unsigned)o->min, (unsigned)o->max, field);
+        if (r == -1)
+            config_error(p, src->where, "%s: '%s' is not a number", src->label, value);
+        else if (r < 0)
+            config_error(p, src->where, "%s: '%s' is out of range (%u..%u)", src->label, value,
+                         (unsigned)o->min, (unsigned)o->max);
+        return r < 0 ? -1 : 0;
+    }
+    case CONFIG_T_DURATION: {
+        double v = config_parse_duration(value);
+        if (v < 0) {
+            config_error(p, src->where, "%s: '%s' is not a valid duration (like 250ms, 2.5s, 1m)",
+                         src->label, value);
+            return -1;
+        }
+        if (v < o->min || v > o->max) {
+            config_error(p, src->where, "%s: '%s' is out of range (%s..%s)", src->label, value,
+                         config_format_duration(o->min, lo, sizeof(lo)),
+                         config_format_duration(o->max, hi, sizeof(hi)));
+            return -1;
+        }
+        *(double *)field = v;
+        return 0;
+    }
+    case CONFIG_T_STRING: {
+        char *s;
+        if (!value[0]) {
+            config_error(p, src->where, "%s: a value is required", src->label);
+            return -1;
+        }
+        s = strdup(value);
+        if (!s) {
+            config_error(p, src->where, "out of memory");
+            return -1;
+        }
+        free(*(char **)field);
+        *(char **)field = s;
+        return 0;
+    }
+    case CONFIG_T_ENUM:
+        if (config_parse_choice(o->choices, value, field) < 0) {
+            char names[128];
+            config_choices_str(o->choices, names, sizeof(names));
+            config_error(p, src->where, "%s: '%s' is not one of %s", src->label, value, names);
+            return -1;
+        }
+        return 0;
+    case CONFIG_T_LISTEN:
+    case CONFIG_T_PREFIX:
+    case CONFIG_T_UPSTREAM:
+        if (p->list_seen && !src->cli) {
+            /* The file's first line for a list replaces the defaults. */
+            size_t idx = (size_t)(o - config_options);
+            if (!p->list_seen[idx])
+                config_list_clear(c, o);
+            p->list_seen[idx] = true;
+        }
+        if (!value[0] && o->type != CONFIG_T_LISTEN) {
+            config_list_clear(c, o);
+            return 0;
+        }
+        return config_list_add(p, o, value, src);
+    }
+    return -1;
+}
+
+static int config_set_defaults(struct config_parse *p)
+{
+    struct config_src src = { "default", NULL, true };
+    unsigned before = p->errors;
+    size_t i;
+
+    for (i = 0; i < config_n_options; i++) {
+        const struct config_option *o = &config_options[i];
+        src.label = o->key;
+        if (config_list_elem_size(o->type)) {
+            const char *d = o->def;
+            while (*d) {
+                size_t n = strcspn(d, ",");
+                char *item = strndup(d, n);
+                if (!item) {
+                    config_error(p, "default", "out of memory");
+                    break;
+                }
+                config_list_add(p, o, item, &src);
+                free(item);
+                d += n;
+                if (*d == ',')
+                    d++;
+            }
+        } else {
+            config_set(p, o, o->def, &src);
+        }
+    }
+    return p->errors == before ? 0 : -1;
+}
+
+/* ---- the file ---- */
+
+static char *config_trim(char *s)
+{
+    char *e;
+
+    while (*s && isspace((unsigned char)*s))
+        s++;
+    e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+static const char config_syntax_msg[] = "syntax error (expected 'key = value' or '[section]')";
+
+/* Checks one trimmed line the way inih will split it. Returns the line for
+ * inih, or "" when the line is a comment, a section header (tracked here),
+ * or an error (reported here). */
+static const char *config_line_check(struct config_parse *p, char *s, const char *where)
+{
+    const char *scan;
+    bool was_space = false;
+    int i;
+
+    if (!s[0] || s[0] == ';' || s[0] == '#')
+        return "";
+
+    if (s[0] == '[') {
+        char *end = s + 1, *name, *rest;
+        /* Like inih: ']' ends the name, " ;" starts a comment. */
+        for (; *end && *end != ']' && !(was_space && *end == ';'); end++)
+            was_space = isspace((unsigned char)*end);
+        rest = end + 1;
+        if (*end != ']' || (*(rest = config_trim(rest)) && *rest != ';' && *rest != '#')) {
+            config_error(p, where, "%s", config_syntax_msg);
+            p->section = CONFIG_SEC_BAD;
+            return "";
+        }
+        *end = '\0';
+        name = config_trim(s + 1);
+        p->section = CONFIG_SEC_BAD;
+        for (i = 0; i < CONFIG_SEC_COUNT; i++)
+            if (strcmp(name, config_section_names[i]) == 0)
+                p->section = i;
+        if (p->section == CONFIG_SEC_BAD)
+            config_error(p, where, "unknown section [%s]", name);
+        return "";
+    }
+
+    /* inih splits at the first '=' or ':'; we allow only '=', so that
+     * "listen ::1" is not read as key "listen", value ":1". */
+    for (scan = s; *scan && *scan != '=' && *scan != ':' && !(was_space && *scan == ';'); scan++)
+        was_space = isspace((unsigned char)*scan);
+    if (*scan != '=' || scan == s) {
+        config_error(p, where, "%s", config_syntax_msg);
+        return "";
+    }
+    return s;
+}
+
+/* ini_reader: one line per call, fgets-style, into inih's buffer. */
+static char *config_reader(char *str, int num, void *stream)
+{
+    struct config_parse *p = stream;
+    char where[512];
+    const char *line;
+    ssize_t n;
+    size_t len;
+    char *s;
+
+    if (num < 2)
+        return NULL;
+    errno = 0;
+    n = getline(&p->buf, &p->bufsz, p->f);
+    if (n < 0) {
+        if (ferror(p->f))
+            p->read_errno = errno ? errno : EIO;
+        return NULL;
+    }
+    p->lineno++;
+    snprintf(where, sizeof(where), "%s:%d", p->name, p->lineno);
+    len = (size_t)n;
+    if (len && p->buf[len - 1] == '\n')
+        len--;
+    if (len && p->buf[len - 1] == '\r')
+        len--;
+    p->buf[len] = '\0';
+
+    str[0] = '\0';
+    /* inih would cut a longer line in pieces and parse each piece. */
+    if (len > (size_t)num - 1) {
+        config_error(p, where, "line too long (max %d bytes)", num - 1);
+        return str;
+    }
+    if (strlen(p->buf) != len) {
+        config_error(p, where, "line contains a NUL byte");
+        return str;
+    }
+    s = p->buf;
+    if (p->lineno == 1 && (unsigned char)s[0] == 0xef && (unsigned char)s[1] == 0xbb &&
+        (unsigned char)s[2] == 0xbf)
+        s += 3;
+    /* Without leading blanks, inih never takes a line as the continuation
+     * of the previous value (its "multiline" mode). */
+    s = config_trim(s);
+    line = config_line_check(p, s, where);
+    memcpy(str, line, strlen(line) + 1);
+    return str;
+}
+
+/* ini_handler: called for each checked "key = value" line. */
+static int config_handler(void *user, const char *section, const char *name, const char *value)
+{
+    struct config_parse *p = user;
+    const struct config_option *o;
+    struct config_src src;
+    char where[512];
+
+    (void)section; /* the reader tracks it, with full names */
+    snprintf(where, sizeof(where), "%s:%d", p->name, p->lineno);
+    if (p->section == CONFIG_SEC_NONE) {
+        config_error(p, where, "key outside a section");
+        return 1;
+    }
+    if (p->section == CONFIG_SEC_BAD)
+        return 1; /* the header line has been reported */
+    o = config_option_find(p->section, name);
+    if (!o) {
+        config_error(p, where, "unknown key '%s' in section [%s]", name, config_section_names[p->section]);
+        return 1;
+    }
+    src.where = where;
+    src.label = o->key;
+    src.cli = false;
+    config_set(p, o, value ? value : "", &src);
+    return 1;
+}
+
+static void config_parse_file(struct config_parse *p, FILE *f, const char *name)
+{
+    int r;
+
+    p->f = f;
+    p->name = name;
+    p->lineno = 0;
+    p->section = CONFIG_SEC_NONE;
+    p->list_seen = calloc(config_n_options, sizeof(bool));
+    if (!p->list_seen) {
+        config_error(p, name, "out of memory");
+        return;
+    }
+    r = ini_parse_stream(config_reader, p, config_handler, p);
+    if (r == -2) {
+        config_error(p, name, "out of memory");
+    } else if (r > 0 && p->errors == 0) {
+        /* The reader should have caught every line inih rejects. */
+        char where[512];
+        snprintf(where, sizeof(where), "%s:%d", name, r);
+        config_error(p, where, "%s", config_syntax_msg);
+    }
+    if (p->read_errno)
+        config_error(p, name, "read error: %s", strerror(p->read_errno));
+    free(p->list_seen);
+    p->list_seen = NULL;
+    free(p->buf);
+    p->buf = NULL;
+    p->bufsz = 0;
+}
+
+/* ---- overrides and whole configs ---- */
+
+static void config_apply_overrides(struct config_parse *p, const struct config_overrides *ov)
+{
+    struct config_src src = { "command line", NULL, true };
+    const struct config_option *o;
+    size_t i;
+    int level;
+
+    if (ov->n_listen) {
+        o = config_option_find(CONFIG_SEC_SERVER, "listen");
+        src.label = "--listen";
+        config_list_clear(p->c, o);
+        for (i = 0; i < ov->n_listen; i++)
+            config_set(p, o, ov->listen[i] ? ov->listen[i] : "", &src);
+    }
+    if (ov->n_upstream) {
+        o = config_option_find(CONFIG_SEC_FORWARD, "upstream");
+        src.label = "--upstream";
+        config_list_clear(p->c, o);
+        for (i = 0; i < ov->n_upstream; i++) {
+            const char *v = ov->upstream[i] ? ov->upstream[i] : "";
+            /* On the command line an empty value is a mistake, not "clear". */
+            if (!v[0])
+                config_error(p, src.where, "%s: '' is not a valid address or host name", src.label);
+            else
+                config_set(p, o, v, &src);
+        }
+    }
+    if (ov->resolv_conf) {
+        o = config_option_find(CONFIG_SEC_FORWARD, "resolv-conf");
+        src.label = "--resolv-conf";
+        config_set(p, o, ov->resolv_conf, &src);
+    }
+    level = p->c->log_level + ov->verbose;
+    if (level > LOG_LVL_DEBUG)
+        level = LOG_LVL_DEBUG;
+    if (level < LOG_LVL_ERR)
+        level = LOG_LVL_ERR;
+    p->c->log_level = level;
+}
+
+struct config *config_load_stream(FILE *f, const char *name, const struct config_overrides *ov, FILE *err)
+{
+    struct config_parse p;
+
+    memset(&p, 0, sizeof(p));
+    p.err = err;
+    p.c = calloc(1, sizeof(*p.c));
+    if (!p.c) {
+        if (err)
+            fprintf(err, "%s: out of memory\n", name ? name : "config");
+        return NULL;
+    }
+    if (config_set_defaults(&p) < 0)
+        goto fail;
+    if (f) {
+        if (!name)
+            name = "config";
+        p.c->path = strdup(name);
+        if (!p.c->path) {
+            config_error(&p, name, "out of memory");
+            goto fail;
+        }
+        config_parse_file(&p, f, name);
+    }
+    if (ov)
+        config_apply_overrides(&p, ov);
+    if (p.errors == 0 && p.c->n_listen == 0)
+        config_error(&p, name ? name : "config", "no listen address");
+    if (p.errors)
+        goto fail;
+    return p.c;
+fail:
+    config_free(p.c);
+    return NULL;
+}
+
+struct config *config_load(const char *path, const struct config_overrides *ov, FILE *err)
+{
+    struct config *c;
+    FILE *f = NULL;
+
+    if (path) {
+        f = fopen(path, "re");
+        if (!f) {
+            if (err)
+                fprintf(err, "%s: cannot open: %s\n", path, strerror(errno));
+            return NULL;
+        }
+    }
+    c = config_load_stream(f, path, ov, err);
+    if (f)
+        fclose(f);
+    return c;
+}
+
+void config_free(struct config *c)
+{
+    size_t i;
+
+    if (!c)
+        return;
+    for (i = 0; i < config_n_options; i++) {
+        const struct config_option *o = &config_options[i];
+        if (config_list_elem_size(o->type))
+            config_list_clear(c, o);
+        else if (o->type == CONFIG_T_STRING)
+            free(*(char **)config_field(c, o->off));
+    }
+    free(c->path);
+    free(c);
+}
+
+static bool config_str_equal(const char *a, const char *b)
+{
+    if (!a || !b)
+        return a == b;
+    return strcmp(a, b) == 0;
+}
+
+static bool config_entry_equal(enum config_type t, const void *x, const void *y)
+{
+    switch (t) {
+    case CONFIG_T_LISTEN:
+        return net_addr_equal(x, y);
+    case CONFIG_T_PREFIX: {
+        const struct net_prefix *a = x, *b = y;
+        return a->family == b->family && a->bits == b->bits && memcmp(a->bytes, b->bytes, 16) == 0;
+    }
+    case CONFIG_T_UPSTREAM: {
+        const struct config_upstream *a = x, *b = y;
+        return config_str_equal(a->zone, b->zone) && config_str_equal(a->host, b->host) &&
+               a->addr_ok == b->addr_ok && a->port == b->port &&
+               (!a->addr_ok || net_addr_equal(&a->addr, &b->addr));
+    }
+    default:
+        return false;
+    }
+}
+
+bool config_equal(const struct config *a, const struct config *b)
+{
+    size_t i, j;
+
+    for (i = 0; i < config_n_options; i++) {
+        const struct config_option *o = &config_options[i];
+        const void *fa = (const char *)a + o->off, *fb = (const char *)b + o->off;
+        size_t sz = config_list_elem_size(o->type);
+
+        if (sz) {
+            size_t na = *(const size_t *)((const char *)a + o->n_off);
+            size_t nb = *(const size_t *)((const char *)b + o->n_off);
+            const char *ea = *(const char *const *)fa, *eb = *(const char *const *)fb;
+            if (na != nb)
+                return false;
+            for (j = 0; j < na; j++)
+                if (!config_entry_equal(o->type, ea + j * sz, eb + j * sz))
+                    return false;
+            continue;
+        }
+        switch (o->type) {
+        case CONFIG_T_BOOL:
+            if (*(const bool *)fa != *(const bool *)fb)
+                return false;
+            break;
+        case CONFIG_T_UINT:
+            if (*(const unsigned *)fa != *(const unsigned *)fb)
+                return false;
+            break;
+        case CONFIG_T_DURATION:
+            if (*(const double *)fa != *(const double *)fb)
+                return false;
+            break;
+        case CONFIG_T_STRING:
+            if (!config_str_equal(*(char *const *)fa, *(char *const *)fb))
+                return false;
+            break;
+        case CONFIG_T_ENUM:
+            if (*(const int *)fa != *(const int *)fb)
+                return false;
+            break;
+        default:
+            break;
+        }
+    }
+    return true;
+}
