@@ -47,6 +47,7 @@ const char *log_level_str(enum log_level level)
     return level_names[level];
 }
 
+__attribute__((format(printf, 2, 0)))
 static void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 {
     if (level > log_state.level)

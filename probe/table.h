@@ -1,0 +1,172 @@
+/* probe/table.h: the per-IP DoT table (RFC 9539 §4.5). Owns one entry per
+ * upstream IP (IPv4 and IPv6 apart, port 853 implied), the bounded FIFO of
+ * probes waiting for a slot, and each entry's resumption session.
+ *
+ * Only this module writes a status: callers report typed outcomes and the
+ * table decides (all status writes go through one function in table.c).
+ * Pure logic: time is passed in (`now`, seconds, ev_now() in the daemon), so
+ * tests run on a fake clock. Probes themselves run elsewhere (prober.h),
+ * started and cancelled through a probe_sched callback pair.
+ *
+ * Entry pointers stay valid until the entry is evicted (by a later visit
+ * that creates an entry) or forgotten; code that keeps an IP across loop
+ * iterations reports by IP, not by pointer. */
+#ifndef DOTWARD_PROBE_TABLE_H
+#define DOTWARD_PROBE_TABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "log.h"
+#include "net.h"
+
+enum probe_status { PROBE_UNKNOWN, PROBE_BUSY, PROBE_GOOD, PROBE_BAD, PROBE_STATUS_MAX };
+
+/* What a probe or a DoT exchange on the data path ended with. */
+enum probe_outcome {
+    PROBE_OK,              /* TLS up and a matching DNS answer came back */
+    PROBE_CONNECT_REFUSED, /* RST / ICMP unreachable on connect */
+    PROBE_CONNECT_TIMEOUT, /* no TCP connection within the deadline */
+    PROBE_TLS_FAILED,      /* handshake failed, or not done within the deadline */
+    PROBE_QUERY_TIMEOUT,   /* TLS up, no answer within the deadline */
+    PROBE_BAD_ANSWER,      /* garbage, mismatched ID/question, or closed before the answer */
+    PROBE_CLOSED_CLEAN,    /* data path: the server closed an idle connection */
+    PROBE_LOCAL_ERROR,     /* our side failed (no fd, no memory, cancelled): not the server's fault */
+    PROBE_OUTCOME_MAX
+};
+
+const char *probe_status_str(enum probe_status s);    /* "unknown", "busy", "good", "bad" */
+const char *probe_outcome_str(enum probe_outcome o);  /* "ok", "connect-refused", ... */
+
+struct probe_policy {
+    unsigned probe_after_visits; /* visits within `damping` before the first probe (2) */
+    bool probe_on_start;         /* read by the caller: probe configured upstreams at start (true) */
+    unsigned max_busy_probes;    /* probes running at once (16) */
+    unsigned max_queued_probes;  /* FIFO of probes waiting for a slot (64); full = retry on a later visit */
+    double probe_timeout;        /* whole probe, seconds (4) */
+    double persistence;          /* Good lasts this long after the last DoT answer (3 d) */
+    double damping;              /* Bad is not re-probed before this (1 d) */
+    unsigned dot_fail_threshold; /* consecutive DoT query failures on a Good IP -> Bad (3) */
+    unsigned max_entries;        /* least recently visited non-Busy entry is evicted (4096) */
+};
+void probe_policy_defaults(struct probe_policy *p);
+
+struct probe_counters {
+    uint64_t probes;                          /* probes started */
+    uint64_t successes;                       /* probes that ended OK */
+    uint64_t failures[PROBE_OUTCOME_MAX];     /* probe and DoT failures, by outcome */
+    uint64_t dot_queries;                     /* queries answered or failed over DoT */
+    uint64_t fallbacks;                       /* queries re-sent over Do53 after a DoT failure */
+};
+
+struct tls_session;
+struct probe_table;
+
+/* Read-only outside table.c. */
+struct probe_entry {
+    struct net_addr ip;         /* port set to 853 */
+    char *zone;                 /* zone it was first seen for, presentation form ("." at least) */
+    enum probe_status status;
+    /* RFC 9539 §4.5 timestamps; 0 = never. */
+    double first_seen;
+    double initiated;           /* last probe start */
+    double completed;           /* last probe end, or last failure that made it Bad */
+    double last_response;       /* last well-formed DoT answer */
+    double last_activity;       /* last DoT traffic of any kind */
+    double status_since;
+    unsigned visits;            /* total, for the dump's count column */
+    unsigned window_visits;     /* towards probe_after_visits */
+    double window_start;
+    unsigned dot_consecutive_failures;
+    enum probe_outcome last_outcome;
+    char reason[112];           /* text of the last failure */
+    bool verified;              /* would the last probe's certificate have verified */
+    struct probe_counters counters;
+    struct tls_session *session; /* owned; NULL if none */
+
+    /* Private to table.c. */
+    struct probe_entry *hnext;               /* hash chain */
+    struct probe_entry *lru_prev, *lru_next; /* most recently visited first */
+    struct probe_entry *q_prev, *q_next;     /* probe FIFO */
+    enum { PROBE_SCHED_NONE, PROBE_SCHED_QUEUED, PROBE_SCHED_RUNNING } sched;
+    struct log_limit loglim;
+};
+
+/* The scheduler (prober.c) starts and cancels probes. start() may call
+ * probe_table_probe_done() for the same entry before it returns. cancel()
+ * is called for a running probe whose entry is being forgotten, and must
+ * drop the probe without reporting. */
+struct probe_sched {
+    void (*start)(void *arg, struct probe_entry *e);
+    void (*cancel)(void *arg, struct probe_entry *e);
+};
+
+/* `seed` keys the hash (use rng_u32: upstream IPs can be chosen by others
+ * in transparent mode). The policy is copied. Returns NULL on no memory. */
+struct probe_table *probe_table_new(const struct probe_policy *pol, uint32_t seed);
+/* Frees every entry and session. Call prober_free first (it stops probes). */
+void probe_table_free(struct probe_table *t);
+const struct probe_policy *probe_table_policy(const struct probe_table *t);
+/* Borrowed `ops`/`arg`; NULL detaches. Attaching starts queued probes. */
+void probe_table_set_sched(struct probe_table *t, const struct probe_sched *ops, void *arg, double now);
+
+/* Find-or-create the entry of `ip` (port ignored), count a visit, and start
+ * (or queue) a probe if one is due: Unknown after probe_after_visits visits,
+ * Bad past damping, Good past persistence (it becomes Unknown first).
+ * `zone` (may be NULL = ".") is recorded when the entry is created.
+ * Returns the entry, or NULL if no memory or every entry is Busy. */
+struct probe_entry *probe_table_visit(struct probe_table *t, const struct net_addr *ip,
+                                      const char *zone, double now);
+/* Probe now if allowed (Unknown, or Bad past damping), ignoring the visit
+ * count: for probe-on-start. `force` also re-probes Good and damped Bad
+ * entries (admin "recheck"; a Good entry is Busy meanwhile, so its queries
+ * go over Do53 until the probe ends). Returns 0 if started or queued, -1 if not. */
+int probe_table_request(struct probe_table *t, const struct net_addr *ip, const char *zone,
+                        double now, bool force);
+struct probe_entry *probe_table_find(struct probe_table *t, const struct net_addr *ip);
+
+/* Should a query to this entry go over DoT? True only for Good within persistence. */
+bool probe_table_use_dot(const struct probe_table *t, const struct probe_entry *e, double now);
+
+/* A probe ended (called by the scheduler, once per start()). `reason` may be NULL. */
+void probe_table_probe_done(struct probe_table *t, struct probe_entry *e, enum probe_outcome o,
+                            const char *reason, bool verified, double now);
+/* Takes `s` (may be NULL): the session to resume next time, replacing the old one. */
+void probe_table_set_session(struct probe_entry *e, struct tls_session *s);
+
+/* A DoT exchange on the data path ended. On a Good entry: OK refreshes it,
+ * QUERY_TIMEOUT/BAD_ANSWER count towards dot_fail_threshold, connect and
+ * TLS failures make it Bad at once, CLOSED_CLEAN changes nothing. On other
+ * statuses only the counters move. Unknown IPs are ignored. */
+void probe_table_dot_result(struct probe_table *t, const struct net_addr *ip, enum probe_outcome o,
+                            const char *reason, double now);
+/* `n` queries were re-sent over Do53 because their DoT connection failed. */
+void probe_table_count_fallbacks(struct probe_table *t, const struct net_addr *ip, unsigned n);
+
+/* Drop one entry (running probe cancelled, queued probe dequeued). Returns 0, or -1 if unknown. */
+int probe_table_forget(struct probe_table *t, const struct net_addr *ip);
+void probe_table_forget_all(struct probe_table *t);
+
+/* Iteration, most recently visited first. The table must not change meanwhile. */
+const struct probe_entry *probe_table_first(const struct probe_table *t);
+const struct probe_entry *probe_table_next(const struct probe_entry *e);
+
+size_t probe_table_size(const struct probe_table *t);
+size_t probe_table_count(const struct probe_table *t, enum probe_status s);
+unsigned probe_table_running(const struct probe_table *t);
+unsigned probe_table_queued(const struct probe_table *t);
+/* Sum of every entry's counters, including entries since evicted or forgotten. */
+const struct probe_counters *probe_table_totals(const struct probe_table *t);
+
+/* When the entry's status next changes by itself: Good -> last_response +
+ * persistence, Bad -> completed + damping; 0 for Unknown and Busy. */
+double probe_entry_expiry(const struct probe_table *t, const struct probe_entry *e);
+
+/* Writes the table as text (probe/dump.c): a superset of PowerDNS's
+ * dump-dot-probe-map, tab-separated, times in UTC ISO 8601, '-' for never.
+ * Returns 0, or -1 on a write error. */
+int probe_table_dump(const struct probe_table *t, FILE *out);
+
+#endif

@@ -1,0 +1,330 @@
+/* proxy/tls_wolfssl.c: tls.h on wolfSSL, the only file that includes it. */
+#include <wolfssl/options.h> /* must precede every other wolfSSL header */
+#include <wolfssl/ssl.h>
+#include <wolfssl/error-ssl.h>
+
+#include "tls.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Forward secrecy and AEAD only. The Debian build also enables RC4, NULL
+ * and anonymous suites, so the list must be explicit. */
+static const char tls_ciphers[] =
+    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+/* X25519 first: the cheapest key share. Without a list wolfSSL offered
+ * P-521 first, and servers picked it. */
+static int tls_groups[] = { WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_SECP384R1 };
+
+static const char tls_alpn_dot[] = "dot";
+
+struct tls_ctx {
+    WOLFSSL_CTX *ctx;
+    enum tls_mode mode;
+};
+
+struct tls_session {
+    WOLFSSL_SESSION *sess;
+    bool verified;  /* the verification record of the connection it came from */
+};
+
+struct tls_conn {
+    struct tls_ctx *ctx;
+    WOLFSSL *ssl;
+    bool cert_seen;    /* the verify callback ran at least once */
+    bool cert_failed;  /* ... and saw a failure */
+    bool resume_verified;
+    bool done;         /* handshake finished */
+    char err[160];
+};
+
+/* ex_data slot for the back pointer from WOLFSSL to tls_conn; slot 0 is
+ * free for applications in wolfSSL. */
+#define TLS_EXDATA_CONN 0
+
+/* Opportunistic mode: record the verdict, accept anyway (RFC 9539 §4.6.3.4).
+ * The build has WOLFSSL_ALWAYS_VERIFY_CB and WOLFSSL_VERIFY_CB_ALL_CERTS,
+ * so this runs for good chains too, once per certificate. */
+static int tls_record_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+    WOLFSSL *ssl = wolfSSL_X509_STORE_CTX_get_ex_data(store, wolfSSL_get_ex_data_X509_STORE_CTX_idx());
+    struct tls_conn *c = ssl ? wolfSSL_get_ex_data(ssl, TLS_EXDATA_CONN) : NULL;
+    if (c) {
+        c->cert_seen = true;
+        if (!preverify)
+            c->cert_failed = true;
+    }
+    return 1;
+}
+
+static void tls_err_text(char *buf, size_t sz, int code)
+{
+    char tmp[WOLFSSL_MAX_ERROR_SZ];
+    wolfSSL_ERR_error_string_n((unsigned long)code, tmp, sizeof tmp);
+    snprintf(buf, sz, "%d %s", code, tmp);
+}
+
+struct tls_ctx *tls_ctx_new(const struct tls_ctx_opts *o, char *err, size_t errsz)
+{
+    struct tls_ctx *t = calloc(1, sizeof *t);
+    const char *what = "out of memory";
+    int r = 0;
+    if (!t)
+        goto fail;
+    /* Reference counted in wolfSSL: balanced by wolfSSL_Cleanup in tls_ctx_free. */
+    wolfSSL_Init();
+    t->mode = o->mode;
+    t->ctx = wolfSSL_CTX_new(wolfSSLv23_client_method());
+    what = "wolfSSL_CTX_new";
+    if (!t->ctx)
+        goto fail;
+    what = "minimum version TLS 1.2";
+    if ((r = wolfSSL_CTX_SetMinVersion(t->ctx, WOLFSSL_TLSV1_2)) != WOLFSSL_SUCCESS)
+        goto fail;
+    what = "cipher list";
+    if ((r = wolfSSL_CTX_set_cipher_list(t->ctx, tls_ciphers)) != WOLFSSL_SUCCESS)
+        goto fail;
+    what = "groups";
+    if ((r = wolfSSL_CTX_set_groups(t->ctx, tls_groups,
+                                    (int)(sizeof tls_groups / sizeof tls_groups[0]))) != WOLFSSL_SUCCESS)
+        goto fail;
+    /* set_groups covers the TLS 1.3 key shares; the supported_groups
+     * extension (also read by TLS 1.2 servers) needs the curves listed too. */
+    for (size_t i = 0; i < sizeof tls_groups / sizeof tls_groups[0]; i++)
+        if ((r = wolfSSL_CTX_UseSupportedCurve(t->ctx, (word16)tls_groups[i])) != WOLFSSL_SUCCESS)
+            goto fail;
+    if (o->ca_file) {
+        what = o->ca_file;
+        if ((r = wolfSSL_CTX_load_verify_locations(t->ctx, o->ca_file, NULL)) != WOLFSSL_SUCCESS)
+            goto fail;
+    }
+    if (o->system_ca || (o->mode == TLS_MODE_STRICT && !o->ca_file)) {
+        what = "system CA store";
+        if ((r = wolfSSL_CTX_load_system_CA_certs(t->ctx)) != WOLFSSL_SUCCESS)
+            goto fail;
+    }
+    if (o->mode == TLS_MODE_STRICT)
+        wolfSSL_CTX_set_verify(t->ctx, WOLFSSL_VERIFY_PEER, NULL);
+    else
+        /* VERIFY_PEER plus a callback that always accepts: the chain is
+         * checked and the result recorded, but never enforced. With no CA
+         * loaded every chain is recorded as unverified. */
+        wolfSSL_CTX_set_verify(t->ctx, WOLFSSL_VERIFY_PEER, tls_record_verify_cb);
+    return t;
+fail:
+    if (err) {
+        char e[120] = "";
+        if (r != 0)
+            tls_err_text(e, sizeof e, r);
+        snprintf(err, errsz, "TLS setup: %s failed%s%s", what, r ? ": " : "", e);
+    }
+    tls_ctx_free(t);
+    return NULL;
+}
+
+void tls_ctx_free(struct tls_ctx *t)
+{
+    if (!t)
+        return;
+    if (t->ctx)
+        wolfSSL_CTX_free(t->ctx);
+    free(t);
+    wolfSSL_Cleanup();
+}
+
+enum tls_mode tls_ctx_mode(const struct tls_ctx *t) { return t->mode; }
+
+struct tls_conn *tls_conn_new(struct tls_ctx *t, int fd, const char *auth_name,
+                              const struct tls_session *resume)
+{
+    struct tls_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->ctx = t;
+    c->ssl = wolfSSL_new(t->ctx);
+    if (!c->ssl)
+        goto fail;
+    if (wolfSSL_set_fd(c->ssl, fd) != WOLFSSL_SUCCESS)
+        goto fail;
+    if (wolfSSL_set_ex_data(c->ssl, TLS_EXDATA_CONN, c) != WOLFSSL_SUCCESS)
+        goto fail;
+    /* RFC 9539 §4.4: ALPN "dot" is a MUST; servers that ignore ALPN still work. */
+    if (wolfSSL_UseALPN(c->ssl, (char *)tls_alpn_dot, sizeof tls_alpn_dot - 1,
+                        WOLFSSL_ALPN_CONTINUE_ON_MISMATCH) != WOLFSSL_SUCCESS)
+        goto fail;
+    if (t->mode == TLS_MODE_STRICT) {
+        if (!auth_name || !*auth_name)
+            goto fail;
+        if (wolfSSL_UseSNI(c->ssl, WOLFSSL_SNI_HOST_NAME, auth_name,
+                           (word16)strlen(auth_name)) != WOLFSSL_SUCCESS)
+            goto fail;
+        if (wolfSSL_check_domain_name(c->ssl, auth_name) != WOLFSSL_SUCCESS)
+            goto fail;
+    }
+    /* A session the library refuses (expired, other ctx) just means a full handshake. */
+    if (resume && wolfSSL_set_session(c->ssl, resume->sess) == WOLFSSL_SUCCESS)
+        c->resume_verified = resume->verified;
+    return c;
+fail:
+    tls_conn_free(c);
+    return NULL;
+}
+
+void tls_conn_free(struct tls_conn *c)
+{
+    if (!c)
+        return;
+    if (c->ssl)
+        wolfSSL_free(c->ssl);
+    free(c);
+}
+
+const char *tls_io_str(int r)
+{
+    switch (r) {
+    case TLS_IO_OK: return "ok";
+    case TLS_IO_WANT_READ: return "want read";
+    case TLS_IO_WANT_WRITE: return "want write";
+    case TLS_IO_CLOSED: return "closed";
+    case TLS_IO_ERROR: return "error";
+    }
+    return r > 0 ? "data" : "?";
+}
+
+/* Maps a failed wolfSSL call to tls_io and records the error text. */
+static int tls_map(struct tls_conn *c, int ret, const char *op)
+{
+    int saved_errno = errno;
+    int e = wolfSSL_get_error(c->ssl, ret);
+    switch (e) {
+    case WOLFSSL_ERROR_WANT_READ:
+        return TLS_IO_WANT_READ;
+    case WOLFSSL_ERROR_WANT_WRITE:
+        return TLS_IO_WANT_WRITE;
+    case WOLFSSL_ERROR_ZERO_RETURN:
+    case SOCKET_PEER_CLOSED_E:
+        snprintf(c->err, sizeof c->err, "%s: closed by peer", op);
+        return TLS_IO_CLOSED;
+    case SOCKET_ERROR_E:
+        /* The socket layer failed (reset, refused): errno says more. */
+        if (saved_errno)
+            snprintf(c->err, sizeof c->err, "%s: socket error: %s", op, strerror(saved_errno));
+        else
+            snprintf(c->err, sizeof c->err, "%s: socket error", op);
+        return TLS_IO_ERROR;
+    default: {
+        char t[120];
+        tls_err_text(t, sizeof t, e);
+        snprintf(c->err, sizeof c->err, "%s: %s", op, t);
+        return TLS_IO_ERROR;
+    }
+    }
+}
+
+int tls_handshake(struct tls_conn *c)
+{
+    errno = 0;
+    int r = wolfSSL_connect(c->ssl);
+    if (r == WOLFSSL_SUCCESS) {
+        c->done = true;
+        return TLS_IO_OK;
+    }
+    return tls_map(c, r, "handshake");
+}
+
+int tls_read(struct tls_conn *c, void *buf, size_t len)
+{
+    if (len > (size_t)INT_MAX)
+        len = INT_MAX;
+    errno = 0;
+    int r = wolfSSL_read(c->ssl, buf, (int)len);
+    if (r > 0)
+        return r;
+    return tls_map(c, r, "read");
+}
+
+int tls_write(struct tls_conn *c, const void *buf, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (len > (size_t)INT_MAX)
+        return TLS_IO_ERROR;
+    errno = 0;
+    int r = wolfSSL_write(c->ssl, buf, (int)len);
+    if (r > 0)
+        return r;
+    return tls_map(c, r, "write");
+}
+
+bool tls_pending(struct tls_conn *c) { return wolfSSL_pending(c->ssl) > 0; }
+
+void tls_shutdown(struct tls_conn *c)
+{
+    /* Sends close_notify; on a non-blocking fd it does not wait for the peer's. */
+    (void)wolfSSL_shutdown(c->ssl);
+}
+
+const char *tls_error(const struct tls_conn *c) { return c->err; }
+
+bool tls_verified(const struct tls_conn *c)
+{
+    if (c->ctx->mode == TLS_MODE_STRICT)
+        return c->done;
+    if (wolfSSL_session_reused(c->ssl))
+        return c->resume_verified;
+    return c->cert_seen && !c->cert_failed;
+}
+
+const char *tls_version(struct tls_conn *c) { return wolfSSL_get_version(c->ssl); }
+
+const char *tls_cipher(struct tls_conn *c)
+{
+    const char *n = wolfSSL_get_cipher_name(c->ssl);
+    return n ? n : "none";
+}
+
+const char *tls_alpn(struct tls_conn *c)
+{
+    char *name = NULL;
+    word16 len = 0;
+    if (wolfSSL_ALPN_GetProtocol(c->ssl, &name, &len) != WOLFSSL_SUCCESS || !name)
+        return NULL;
+    /* Only one protocol is offered, so any agreed one is ours (and static). */
+    return (len == sizeof tls_alpn_dot - 1 && memcmp(name, tls_alpn_dot, len) == 0) ? tls_alpn_dot : NULL;
+}
+
+bool tls_resumed(struct tls_conn *c) { return wolfSSL_session_reused(c->ssl) != 0; }
+
+struct tls_session *tls_get_session(struct tls_conn *c)
+{
+    WOLFSSL_SESSION *s = wolfSSL_get1_session(c->ssl);
+    if (!s)
+        return NULL;
+    if (!wolfSSL_SESSION_is_resumable(s)) {
+        wolfSSL_SESSION_free(s);
+        return NULL;
+    }
+    struct tls_session *ts = malloc(sizeof *ts);
+    if (!ts) {
+        wolfSSL_SESSION_free(s);
+        return NULL;
+    }
+    ts->sess = s;
+    ts->verified = tls_verified(c);
+    return ts;
+}
+
+void tls_session_free(struct tls_session *s)
+{
+    if (!s)
+        return;
+    wolfSSL_SESSION_free(s->sess);
+    free(s);
+}
