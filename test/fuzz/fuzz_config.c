@@ -1,0 +1,61 @@
+/* test/fuzz/fuzz_config.c: the config parser on arbitrary bytes.
+ * Besides "no crash, no leak", checks a property: a config that loads,
+ * dumped and loaded again, is equal to itself. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static struct config *fuzz_load(const void *data, size_t size, FILE *err)
+{
+    struct config *c;
+    FILE *f;
+
+    /* fmemopen() refuses a zero-length buffer on some libcs. */
+    f = size ? fmemopen((void *)data, size, "r") : fopen("/dev/null", "r");
+    if (!f)
+        return NULL;
+    c = config_load_stream(f, "fuzz.conf", NULL, err);
+    fclose(f);
+    return c;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct config *c, *again;
+    char *dump = NULL;
+    size_t dump_len = 0;
+    FILE *err, *out;
+
+    /* Messages go to memory, so that the formatting code runs too. */
+    err = open_memstream(&dump, &dump_len);
+    if (!err)
+        return 0;
+    c = fuzz_load(data, size, err);
+    fclose(err);
+    free(dump);
+    dump = NULL;
+    if (!c)
+        return 0;
+
+    out = open_memstream(&dump, &dump_len);
+    if (!out) {
+        config_free(c);
+        return 0;
+    }
+    config_dump(c, out);
+    fclose(out);
+    again = fuzz_load(dump, dump_len, stderr);
+    if (!again || !config_equal(c, again)) {
+        fprintf(stderr, "dump does not load back to the same config:\n%s\n", dump);
+        abort();
+    }
+    config_free(again);
+    config_free(c);
+    free(dump);
+    return 0;
+}
