@@ -14,6 +14,9 @@
 
 enum config_acl_action { CONFIG_ACL_REFUSE, CONFIG_ACL_DROP };
 
+/* Per-upstream transport policy (option tls=...). */
+enum config_tls { CONFIG_TLS_OPPORTUNISTIC, CONFIG_TLS_STRICT, CONFIG_TLS_OFF };
+
 /* One `upstream = [ZONE=]SERVER` line. SERVER is an address (IP, IP:PORT,
  * [IPv6]:PORT) or a host name (resolved at start, every address becomes a server). */
 struct config_upstream {
@@ -23,6 +26,12 @@ struct config_upstream {
     struct net_addr addr;/* with port (default 53) */
     uint16_t port;       /* port for a host name */
     char *origin;        /* "FILE:LINE" or "command line", for messages */
+    /* Options after the server: tls=opportunistic|strict|off, name=AUTH-NAME,
+     * ca=FILE (strict only), kind=recursive|authoritative. */
+    enum config_tls tls; /* opportunistic */
+    char *auth_name;     /* strict: required, the name the certificate must match; NULL otherwise */
+    char *ca_file;       /* strict: PEM bundle; NULL = the system store */
+    bool authoritative;  /* probe without RD */
 };
 
 struct config {
@@ -38,6 +47,7 @@ struct config {
     int log_level;                                   /* enum log_level, info */
     bool log_syslog;                                 /* no */
     double drain_timeout;                            /* s, 3: wait for in-flight queries on stop */
+    char *control_socket;                            /* control socket path; NULL = none */
 
     /* [forward] */
     struct config_upstream *upstreams; size_t n_upstreams;
@@ -48,6 +58,16 @@ struct config {
     unsigned udp_socket_uses;                        /* 1000: queries sent before a pool socket is replaced */
     unsigned edns_buffer_size;                       /* 1232: our UDP size towards upstreams */
     double upstream_tcp_idle;                        /* s, 10: idle upstream TCP connections close */
+
+    /* [probe]: the RFC 9539 per-IP DoT table */
+    unsigned probe_after_visits;                     /* 2 */
+    bool probe_on_start;                             /* yes */
+    unsigned max_busy_probes;                        /* 16 */
+    double probe_timeout;                            /* s, 4 */
+    double persistence;                              /* s, 3d */
+    double damping;                                  /* s, 1d */
+    unsigned dot_fail_threshold;                     /* 3 */
+    unsigned max_entries;                            /* 4096 */
 };
 
 /* Command-line values, applied on top of the file (flags override the file). */
@@ -55,6 +75,7 @@ struct config_overrides {
     const char **listen; size_t n_listen;
     const char **upstream; size_t n_upstream;
     const char *resolv_conf;
+    const char *control_socket;  /* --control PATH */
     int verbose;                 /* each -v raises the log level one step */
 };
 

@@ -2,11 +2,16 @@
 #include "proxy.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "listener.h"
 #include "log.h"
 #include "outbox.h"
+#include "probe/prober.h"
+#include "probe/table.h"
+#include "stream.h"
+#include "tls.h"
 #include "query.h"
 #include "udp_pool.h"
 #include "upstream.h"
@@ -16,6 +21,79 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     (void)loop;
     (void)revents;
     outbox_flush_all(w->data);
+    stream_flush_all(w->data);
+}
+
+/* A successful probe's connection becomes the first DoT connection of an
+ * upstream at that IP, if one has none yet. */
+static void adopt_cb(void *arg, const struct probe_entry *e, int fd, struct tls_conn *conn)
+{
+    struct proxy *px = arg;
+    const struct route_table *t = px->routes;
+    for (size_t i = 0; t && i < t->n_zones; i++) {
+        for (size_t j = 0; j < t->zones[i].n_servers; j++) {
+            struct upstream *u = t->zones[i].servers[j];
+            if (u->tls_policy != UPSTREAM_TLS_OPPORTUNISTIC || !net_ip_equal(&u->addr, &e->ip))
+                continue;
+            if (!u->dot[0] && !(u->dot[0] = stream_new(px, u, STREAM_DOT)))
+                continue;
+            if (stream_adopt(u->dot[0], fd, conn) == 0)
+                return;
+        }
+    }
+    tls_conn_free(conn);
+    close(fd);
+}
+
+static void probe_policy_from_config(const struct config *c, struct probe_policy *p)
+{
+    probe_policy_defaults(p);
+    p->probe_after_visits = c->probe_after_visits;
+    p->probe_on_start = c->probe_on_start;
+    p->max_busy_probes = c->max_busy_probes;
+    p->probe_timeout = c->probe_timeout;
+    p->persistence = c->persistence;
+    p->damping = c->damping;
+    p->dot_fail_threshold = c->dot_fail_threshold;
+    p->max_entries = c->max_entries;
+}
+
+static int dot_setup(struct proxy *px)
+{
+    char err[256];
+    struct tls_ctx_opts o = { .mode = TLS_MODE_OPPORTUNISTIC, .ca_file = NULL, .system_ca = true };
+    px->tls_opportunistic = tls_ctx_new(&o, err, sizeof err);
+    if (!px->tls_opportunistic) {
+        log_err("TLS: %s", err);
+        return -1;
+    }
+    struct probe_policy pol;
+    probe_policy_from_config(px->cfg, &pol);
+    px->probes = probe_table_new(&pol, rng_u32(&px->rng));
+    struct prober_opts po;
+    prober_opts_defaults(&po);
+    if (px->probes)
+        px->prober = prober_new(px->loop, px->probes, px->tls_opportunistic, &px->rng, &po);
+    if (!px->prober) {
+        log_err("out of memory");
+        return -1;
+    }
+    prober_set_adopt_cb(px->prober, adopt_cb, px);
+    return 0;
+}
+
+void proxy_probe_on_start(struct proxy *px)
+{
+    const struct route_table *t = px->routes;
+    if (!px->probes || !probe_table_policy(px->probes)->probe_on_start)
+        return;
+    double now = ev_now(px->loop);
+    for (size_t i = 0; i < t->n_zones; i++)
+        for (size_t j = 0; j < t->zones[i].n_servers; j++) {
+            struct upstream *u = t->zones[i].servers[j];
+            if (u->tls_policy == UPSTREAM_TLS_OPPORTUNISTIC && u->configured)
+                probe_table_request(px->probes, &u->addr, t->zones[i].text, now, false);
+        }
 }
 
 static struct listener *find_listener(struct listener **list, size_t n, const struct net_addr *a, bool tcp)
@@ -78,8 +156,9 @@ struct proxy *proxy_new(struct ev_loop *loop, struct config *cfg, struct route_t
     ev_prepare_init(&px->flush_watcher, flush_cb);
     px->flush_watcher.data = px;
     ev_prepare_start(loop, &px->flush_watcher);
+    px->started = ev_now(loop);
     px->udp = udp_pool_new(px);
-    if (!px->udp || open_listeners(px, cfg, &px->listeners, &px->n_listeners) < 0) {
+    if (!px->udp || dot_setup(px) < 0 || open_listeners(px, cfg, &px->listeners, &px->n_listeners) < 0) {
         proxy_free(px);
         return NULL;
     }
@@ -158,7 +237,11 @@ void proxy_free(struct proxy *px)
     px->listeners = NULL;
     px->n_listeners = 0;
     udp_pool_free(px->udp);
-    route_table_unref(px->routes);
+    route_table_unref(px->routes); /* closes the upstreams' connections */
+    px->routes = NULL;
+    prober_free(px->prober);
+    probe_table_free(px->probes);
+    tls_ctx_free(px->tls_opportunistic);
     ev_prepare_stop(px->loop, &px->flush_watcher);
     ev_timer_stop(px->loop, &px->drain_timer);
     config_free(px->cfg);

@@ -13,7 +13,12 @@
 #include "stats.h"
 
 struct listener;
+struct control;
 struct outbox;
+struct probe_table;
+struct prober;
+struct stream;
+struct tls_ctx;
 struct query;
 struct route_table;
 struct tcp_client;
@@ -26,6 +31,12 @@ struct proxy {
     struct rng rng;
     struct stats stats;
     struct udp_pool *udp;
+    /* The per-IP DoT table and its prober outlive reloads. */
+    struct probe_table *probes;
+    struct prober *prober;
+    struct tls_ctx *tls_opportunistic;   /* owned: any certificate, no SNI (RFC 9539) */
+    struct control *control;             /* control socket, or NULL */
+    double started;                      /* ev_now() at start, for uptime */
     struct listener **listeners;    /* a reference to each */
     size_t n_listeners;
     struct tcp_client *tcp_list;    /* open client connections, owned */
@@ -37,6 +48,7 @@ struct proxy {
     /* UDP sends wait here until the loop is about to block, then go out in
      * one sendmmsg per socket. */
     struct outbox *dirty;
+    struct stream *dirty_streams;       /* streams with queued writes, flushed the same way */
     ev_prepare flush_watcher;
     bool draining;
     ev_timer drain_timer;
@@ -57,5 +69,7 @@ void proxy_free(struct proxy *px);
 /* Called by query.c when the last in-flight query of a drain is done. */
 void proxy_drained(struct proxy *px);
 void proxy_log_stats(const struct proxy *px);
+/* probe-on-start: probes the opportunistic upstreams named in the config. */
+void proxy_probe_on_start(struct proxy *px);
 
 #endif

@@ -13,6 +13,8 @@
 
 /* Queries kept for reuse instead of freed; enough for a burst, small when idle. */
 #define QUERY_FREE_MAX 256
+/* Queries in flight on a DoT connection before a second one is opened. */
+#define DOT_SECOND_CONN_AT 64
 
 static void query_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void query_next_try(struct query *q);
@@ -145,7 +147,7 @@ static void cancel_try(struct query_try *t)
 {
     if (t->kind == TRY_UDP)
         udp_pool_cancel(t->q->px->udp, t);
-    else if (t->kind == TRY_TCP && t->stream)
+    else if ((t->kind == TRY_TCP || t->kind == TRY_DOT) && t->stream)
         stream_cancel(t->stream, t);
     t->kind = TRY_NONE;
 }
@@ -206,6 +208,76 @@ static void arm_timer(struct query *q, double at)
     ev_timer_start(px->loop, &q->timer);
 }
 
+static struct stream *dot_stream(struct proxy *px, struct upstream *up)
+{
+    /* One connection per server; a second only while the first is busy. */
+    struct stream **d = up->dot;
+    if (!d[0] && !(d[0] = stream_new(px, up, STREAM_DOT)))
+        return NULL;
+    if (stream_inflight(d[0]) < DOT_SECOND_CONN_AT)
+        return d[0];
+    if (!d[1] && !(d[1] = stream_new(px, up, STREAM_DOT)))
+        return d[0];
+    return stream_inflight(d[1]) < stream_inflight(d[0]) ? d[1] : d[0];
+}
+
+/* The path selector: DoT for strict upstreams and for Good IPs
+ * (RFC 9539 4.6.1), else Do53 over the client's transport. */
+static enum try_kind choose_path(struct query *q, struct upstream *up, double now)
+{
+    struct proxy *px = q->px;
+    switch (up->tls_policy) {
+    case UPSTREAM_TLS_STRICT:
+        return TRY_DOT;
+    case UPSTREAM_TLS_OPPORTUNISTIC:
+        if (px->probes && up != q->dot_failed) {
+            struct probe_entry *e = probe_table_visit(px->probes, &up->addr, q->zone->text, now);
+            if (e && probe_table_use_dot(px->probes, e, now))
+                return TRY_DOT;
+        }
+        break;
+    case UPSTREAM_TLS_OFF:
+        break;
+    }
+    return q->want_tcp ? TRY_TCP : TRY_UDP;
+}
+
+/* Sends the query to `up` over `kind`. Returns 0 (timer armed) or -1. */
+static int start_try(struct query *q, struct upstream *up, enum try_kind kind, double now)
+{
+    struct proxy *px = q->px;
+    if (q->n_tries >= QUERY_MAX_TRIES)
+        return -1;
+    struct query_try *t = &q->tries[q->n_tries++];
+    memset(t, 0, sizeof *t);
+    t->q = q;
+    t->up = up;
+    t->sent_at = now;
+    t->via = kind;
+    int r = -1;
+    double wait = upstream_rto(up, px->cfg->attempt_timeout);
+    if (kind == TRY_DOT) {
+        struct stream *s = dot_stream(px, up);
+        if (s && !stream_is_open(s))
+            wait = px->cfg->attempt_timeout; /* the handshake comes first */
+        r = s ? stream_send(s, q, t) : -1;
+    } else if (kind == TRY_TCP) {
+        if (!up->tcp)
+            up->tcp = stream_new(px, up, STREAM_TCP);
+        r = up->tcp ? stream_send(up->tcp, q, t) : -1;
+    } else {
+        r = udp_pool_send(px->udp, q, t);
+    }
+    if (r < 0) {
+        t->kind = TRY_NONE;
+        px->stats.upstream_errors++;
+        return -1;
+    }
+    up->sent++;
+    arm_timer(q, now + wait);
+    return 0;
+}
+
 /* Sends the query to the next server of its zone, or waits out the deadline
  * for a late answer to an earlier try when every try is used. */
 static void query_next_try(struct query *q)
@@ -218,25 +290,8 @@ static void query_next_try(struct query *q)
             break;
         q->tried |= 1u << idx;
         struct upstream *up = q->zone->servers[idx];
-        struct query_try *t = &q->tries[q->n_tries++];
-        memset(t, 0, sizeof *t);
-        t->q = q;
-        t->up = up;
-        t->sent_at = now;
-        int r;
-        if (q->want_tcp) {
-            if (!up->tcp)
-                up->tcp = stream_new(px, up);
-            r = up->tcp ? stream_send(up->tcp, q, t) : -1;
-        } else {
-            r = udp_pool_send(px->udp, q, t);
-        }
-        if (r == 0) {
-            up->sent++;
-            arm_timer(q, now + upstream_rto(up, px->cfg->attempt_timeout));
+        if (start_try(q, up, choose_path(q, up, now), now) == 0)
             return;
-        }
-        px->stats.upstream_errors++;
         upstream_failed(up, now);
     }
     arm_timer(q, q->deadline);
@@ -258,20 +313,56 @@ static void query_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
     struct query_try *t = latest_try(q);
     if (t && t->kind != TRY_NONE) {
-        /* The try stays pending: a late answer is still welcome. */
         q->px->stats.upstream_timeouts++;
         t->up->timeouts++;
+        if (t->kind == TRY_DOT) {
+            /* A DoT peer that stops answering is dead for every query on the
+             * connection: close it; each waiting query, this one included,
+             * comes back through query_on_try_failed(). */
+            stream_abort(t->stream, PROBE_QUERY_TIMEOUT, "query timed out");
+            return;
+        }
+        /* The try stays pending: a late answer is still welcome. */
         upstream_failed(t->up, now);
     }
     query_next_try(q);
 }
 
-void query_on_try_failed(struct query_try *t)
+static void count_fallback(struct proxy *px, int why)
+{
+    switch (why) {
+    case PROBE_CONNECT_REFUSED:
+    case PROBE_CONNECT_TIMEOUT: px->stats.fallback_connect++; break;
+    case PROBE_TLS_FAILED: px->stats.fallback_tls++; break;
+    case PROBE_QUERY_TIMEOUT: px->stats.fallback_timeout++; break;
+    case PROBE_BAD_ANSWER: px->stats.fallback_bad_answer++; break;
+    default: px->stats.fallback_closed++; break;
+    }
+}
+
+void query_on_try_failed(struct query_try *t, int why)
 {
     struct query *q = t->q;
-    upstream_failed(t->up, ev_now(q->px->loop));
+    struct proxy *px = q->px;
+    double now = ev_now(px->loop);
+    struct upstream *up = t->up;
+    bool running = t == latest_try(q);
+    if (up->tls_policy == UPSTREAM_TLS_OPPORTUNISTIC && t->via == TRY_DOT) {
+        /* RFC 9539 4.6.5-4.6.7: the same question goes to the same server
+         * over Do53 at once; the client never waits for DoT to recover. */
+        count_fallback(px, why);
+        if (px->probes)
+            probe_table_count_fallbacks(px->probes, &up->addr, 1);
+        q->dot_failed = up;
+        if (running && start_try(q, up, q->want_tcp ? TRY_TCP : TRY_UDP, now) == 0)
+            return;
+    } else {
+        if (t->via == TRY_DOT)
+            px->stats.strict_failures++;
+        upstream_failed(up, now);
+    }
     /* Only the running try drives the schedule; older ones were timed out already. */
-    if (t == latest_try(q))
+    if (running)
         query_next_try(q);
 }
 
@@ -281,7 +372,7 @@ void query_on_answer(struct query_try *t, uint8_t *msg, size_t len, const struct
     struct proxy *px = q->px;
     double now = ev_now(px->loop);
     upstream_rtt_sample(t->up, now - t->sent_at);
-    if ((wm->flags & WIRE_TC) && t->kind != TRY_TCP && !q->want_tcp &&
+    if ((wm->flags & WIRE_TC) && t->via == TRY_UDP && !q->want_tcp &&
         q->n_tries < QUERY_MAX_TRIES) {
         /* RFC 7766: the whole answer is to be had over TCP, from the same server. */
         px->stats.upstream_tc++;
@@ -293,7 +384,8 @@ void query_on_answer(struct query_try *t, uint8_t *msg, size_t len, const struct
         nt->up = up;
         nt->sent_at = now;
         if (!up->tcp)
-            up->tcp = stream_new(px, up);
+            up->tcp = stream_new(px, up, STREAM_TCP);
+        nt->via = TRY_TCP;
         if (up->tcp && stream_send(up->tcp, q, nt) == 0) {
             arm_timer(q, now + upstream_rto(up, px->cfg->attempt_timeout));
             return;

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "net.h"
+#include "probe/table.h"
 #include "wire.h"
 
 struct listener;
@@ -24,19 +25,20 @@ struct tcp_client;
 struct udp_sock;
 struct upstream;
 
-#define QUERY_MAX_TRIES 4
+#define QUERY_MAX_TRIES 6
 #define QUERY_INLINE_BYTES 512
 
-enum try_kind { TRY_NONE, TRY_UDP, TRY_TCP };
+enum try_kind { TRY_NONE, TRY_UDP, TRY_TCP, TRY_DOT };
 
 struct query_try {
     struct query *q;
-    enum try_kind kind;
+    enum try_kind kind;        /* while a transport holds it; TRY_NONE after */
+    enum try_kind via;         /* how it was sent */
     struct upstream *up;       /* borrowed: the query's route table holds it */
     uint16_t id;               /* ID on the wire for this try */
     double sent_at;
     struct udp_sock *sock;     /* TRY_UDP: where the pending entry lives */
-    struct stream *stream;     /* TRY_TCP */
+    struct stream *stream;     /* TRY_TCP, TRY_DOT */
     uint32_t slot;             /* index in the transport's pending map */
 };
 
@@ -61,6 +63,7 @@ struct query {
     uint32_t tried;                  /* bit per server index of the zone */
     unsigned n_tries;
     bool want_tcp;                   /* TCP client, or the upstream said TC */
+    const struct upstream *dot_failed; /* DoT failed to it: Do53 only, for this query */
     struct query_try tries[QUERY_MAX_TRIES];
     uint8_t inline_buf[QUERY_INLINE_BYTES];
 };
@@ -71,8 +74,10 @@ void query_receive(struct proxy *px, const struct client *client, const uint8_t 
 
 /* An answer for try `t` (msg is the caller's scratch buffer, modified in place). */
 void query_on_answer(struct query_try *t, uint8_t *msg, size_t len, const struct wire_msg *wm);
-/* Try `t` failed (connection lost, send error); the transport has forgotten it. */
-void query_on_try_failed(struct query_try *t);
+/* Try `t` failed (`why`: connection refused, lost, timed out...); the
+ * transport has forgotten it. A failed DoT try is re-sent over Do53 to the
+ * same server at once (opportunistic), or the next server is tried (strict). */
+void query_on_try_failed(struct query_try *t, int why);
 
 /* Answers every in-flight query with SERVFAIL (shutdown). */
 void query_fail_all(struct proxy *px);

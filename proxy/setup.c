@@ -28,8 +28,20 @@ static bool is_listen_addr(const struct config *cfg, const struct net_addr *a)
     return false;
 }
 
+static enum upstream_tls tls_policy(enum config_tls t)
+{
+    switch (t) {
+    case CONFIG_TLS_STRICT: return UPSTREAM_TLS_STRICT;
+    case CONFIG_TLS_OFF: return UPSTREAM_TLS_OFF;
+    case CONFIG_TLS_OPPORTUNISTIC: break;
+    }
+    return UPSTREAM_TLS_OPPORTUNISTIC;
+}
+
+/* `cu` is NULL for a resolv.conf nameserver. */
 static int add_server(struct route_table *t, const struct route_table *reuse, const struct config *cfg,
-                      const char *zone, const struct net_addr *a, const char *origin)
+                      const char *zone, const struct net_addr *a, const char *origin,
+                      const struct config_upstream *cu)
 {
     char name[NET_ADDRSTRLEN];
     net_addr_str(a, name, sizeof name);
@@ -38,10 +50,23 @@ static int add_server(struct route_table *t, const struct route_table *reuse, co
         log_warn("%s: upstream %s is one of dotward's own listen addresses: skipped", origin, name);
         return 0;
     }
-    struct upstream *u = route_table_find(reuse, a);
-    u = u ? upstream_ref(u) : upstream_new(a);
-    if (!u)
-        return -1;
+    struct upstream *u = route_table_find(t, a);
+    if (u) {
+        /* The same server listed twice: the later line cannot change its policy. */
+        u = upstream_ref(u);
+    } else {
+        u = route_table_find(reuse, a);
+        u = u ? upstream_ref(u) : upstream_new(a);
+        if (!u)
+            return -1;
+        if (upstream_set_tls(u, cu ? tls_policy(cu->tls) : UPSTREAM_TLS_OPPORTUNISTIC,
+                             cu ? cu->auth_name : NULL, cu ? cu->ca_file : NULL) < 0) {
+            upstream_unref(u);
+            return -1;
+        }
+        u->rd = !(cu && cu->authoritative);
+        u->configured = cu != NULL;
+    }
     int r = route_table_add(t, zone, u);
     upstream_unref(u);
     if (r < 0)
@@ -68,7 +93,7 @@ static struct route_table *build(const struct config *cfg, const struct route_ta
         const struct config_upstream *u = &cfg->upstreams[i];
         root_configured |= strcmp(u->zone, ".") == 0;
         if (u->addr_ok) {
-            if (add_server(t, reuse, cfg, u->zone, &u->addr, u->origin) < 0)
+            if (add_server(t, reuse, cfg, u->zone, &u->addr, u->origin, u) < 0)
                 goto fail;
             continue;
         }
@@ -78,7 +103,7 @@ static struct route_table *build(const struct config *cfg, const struct route_ta
             if (res[k].n == 0)
                 log_err("%s: upstream %s: cannot resolve: %s", u->origin, u->host, res[k].error);
             for (size_t j = 0; j < res[k].n; j++)
-                if (add_server(t, reuse, cfg, u->zone, &res[k].addrs[j], u->origin) < 0)
+                if (add_server(t, reuse, cfg, u->zone, &res[k].addrs[j], u->origin, u) < 0)
                     goto fail;
         }
     }
@@ -91,7 +116,7 @@ static struct route_table *build(const struct config *cfg, const struct route_ta
             goto fail;
         }
         for (size_t j = 0; j < n; j++)
-            if (add_server(t, reuse, cfg, ".", &ns[j], cfg->resolv_conf) < 0) {
+            if (add_server(t, reuse, cfg, ".", &ns[j], cfg->resolv_conf, NULL) < 0) {
                 free(ns);
                 goto fail;
             }

@@ -19,6 +19,16 @@
     X(overload)             /* SERVFAIL because max-queries were in flight */ \
     X(upstream_udp)         /* queries sent upstream over UDP */ \
     X(upstream_tcp)         /* queries sent upstream over TCP */ \
+    X(upstream_dot)         /* queries sent upstream over DoT */ \
+    X(dot_answers)          /* answers that came back over DoT */ \
+    X(fallback_connect)     /* DoT -> Do53 re-sends: connect failed or refused */ \
+    X(fallback_tls)         /* DoT -> Do53 re-sends: TLS handshake failed */ \
+    X(fallback_timeout)     /* DoT -> Do53 re-sends: query timed out on the connection */ \
+    X(fallback_closed)      /* DoT -> Do53 re-sends: server closed the connection */ \
+    X(fallback_bad_answer)  /* DoT -> Do53 re-sends: garbage on the connection */ \
+    X(strict_failures)      /* tries to strict upstreams that failed (no fallback) */ \
+    X(dot_connections)      /* DoT connections opened (handshake done) */ \
+    X(dot_resumed)          /* ... of which resumed a TLS session */ \
     X(upstream_tc)          /* truncated upstream UDP answers retried over TCP */ \
     X(upstream_timeouts)    /* upstream tries that timed out */ \
     X(upstream_errors)      /* upstream tries that failed (send error, connection lost) */ \

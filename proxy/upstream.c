@@ -4,8 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "rng.h"
 #include "stream.h"
+#include "tls.h"
 
 #define RTO_MIN 0.1             /* s: below this, scheduling noise looks like loss */
 #define BACKOFF_BASE 1.0        /* s, doubled per consecutive failure ... */
@@ -20,6 +22,7 @@ struct upstream *upstream_new(const struct net_addr *addr)
     u->refs = 1;
     u->addr = *addr;
     u->srtt = -1;
+    u->rd = true;
     net_addr_str(addr, u->name, sizeof u->name);
     return u;
 }
@@ -34,9 +37,69 @@ void upstream_unref(struct upstream *u)
 {
     if (!u || --u->refs > 0)
         return;
-    if (u->tcp)
-        stream_free(u->tcp);
+    stream_free(u->tcp);
+    for (int i = 0; i < UPSTREAM_DOT_CONNS; i++)
+        stream_free(u->dot[i]);
+    tls_session_free(u->session);
+    tls_ctx_free(u->tls);
+    free(u->auth_name);
+    free(u->ca_file);
     free(u);
+}
+
+const char *upstream_tls_str(enum upstream_tls t)
+{
+    switch (t) {
+    case UPSTREAM_TLS_OPPORTUNISTIC: return "opportunistic";
+    case UPSTREAM_TLS_STRICT: return "strict";
+    case UPSTREAM_TLS_OFF: return "off";
+    }
+    return "?";
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+int upstream_set_tls(struct upstream *u, enum upstream_tls policy, const char *auth_name, const char *ca_file)
+{
+    if (u->tls_policy == policy && same_str(u->auth_name, auth_name) && same_str(u->ca_file, ca_file) &&
+        (policy != UPSTREAM_TLS_STRICT || u->tls))
+        return 0;
+    struct tls_ctx *ctx = NULL;
+    if (policy == UPSTREAM_TLS_STRICT) {
+        char err[256];
+        struct tls_ctx_opts o = { .mode = TLS_MODE_STRICT, .ca_file = ca_file, .system_ca = ca_file == NULL };
+        ctx = tls_ctx_new(&o, err, sizeof err);
+        if (!ctx) {
+            log_err("upstream %s: %s", u->name, err);
+            return -1;
+        }
+    }
+    char *an = auth_name ? strdup(auth_name) : NULL;
+    char *ca = ca_file ? strdup(ca_file) : NULL;
+    if ((auth_name && !an) || (ca_file && !ca)) {
+        free(an);
+        free(ca);
+        tls_ctx_free(ctx);
+        return -1;
+    }
+    /* Connections made under the old policy must not carry on. */
+    for (int i = 0; i < UPSTREAM_DOT_CONNS; i++) {
+        stream_free(u->dot[i]);
+        u->dot[i] = NULL;
+    }
+    tls_session_free(u->session);
+    u->session = NULL;
+    tls_ctx_free(u->tls);
+    free(u->auth_name);
+    free(u->ca_file);
+    u->tls = ctx;
+    u->auth_name = an;
+    u->ca_file = ca;
+    u->tls_policy = policy;
+    return 0;
 }
 
 double upstream_rto(const struct upstream *u, double max)

@@ -17,6 +17,15 @@
 
 struct rng;
 struct stream;
+struct tls_ctx;
+struct tls_session;
+
+/* RFC 9539 opportunistic (probe, any certificate, fall back to Do53),
+ * RFC 8310 strict (DoT only, verified, no fallback), or Do53 only. */
+enum upstream_tls { UPSTREAM_TLS_OPPORTUNISTIC, UPSTREAM_TLS_STRICT, UPSTREAM_TLS_OFF };
+const char *upstream_tls_str(enum upstream_tls t);
+
+#define UPSTREAM_DOT_CONNS 2   /* a second DoT connection opens only under load */
 
 struct upstream {
     unsigned refs;
@@ -27,12 +36,26 @@ struct upstream {
     unsigned fails;             /* consecutive failed tries */
     double backoff_until;       /* ev time before which it is only used as last resort */
     struct stream *tcp;         /* Do53/TCP connection, owned; NULL when none */
+    struct stream *dot[UPSTREAM_DOT_CONNS]; /* DoT connections, owned, created on demand */
+    enum upstream_tls tls_policy;
+    char *auth_name;            /* strict: name to verify and send as SNI; owned */
+    char *ca_file;              /* strict: CA bundle, NULL = system store; owned */
+    struct tls_ctx *tls;        /* strict: verifying context, owned */
+    struct tls_session *session;/* strict: session to resume, owned (opportunistic
+                                   sessions live in the probe table) */
+    bool rd;                    /* recursive (probe with RD=1) or authoritative */
+    bool configured;            /* named in the config (not from resolv.conf) */
     uint64_t sent, answers, timeouts;
 };
 
 struct upstream *upstream_new(const struct net_addr *addr);   /* refs = 1 */
 struct upstream *upstream_ref(struct upstream *u);
-void upstream_unref(struct upstream *u);                      /* frees at 0, closing its stream */
+void upstream_unref(struct upstream *u);                      /* frees at 0, closing its streams */
+/* Sets the TLS policy. Strict: `auth_name` and `ca_file` are copied, and a
+ * verifying context is made unless the upstream already has one for the
+ * same name and CA file (so a reload keeps its connections). Returns 0, or
+ * -1 after logging (the policy is then unchanged). */
+int upstream_set_tls(struct upstream *u, enum upstream_tls policy, const char *auth_name, const char *ca_file);
 
 /* How long one try to `u` may take before the next server is tried. */
 double upstream_rto(const struct upstream *u, double max);

@@ -265,6 +265,115 @@ size_t wire_make_error(uint8_t *out, size_t cap, const uint8_t *query, size_t ql
     return pos;
 }
 
+/* Copies the options of OPT rdata `rd` (len `rdlen`) into `out`, leaving
+ * out Padding and keepalive. Reports keepalive's TIMEOUT if wanted.
+ * Returns the bytes written, or -1 if the options are malformed. */
+static long copy_opt_options(uint8_t *out, const uint8_t *rd, size_t rdlen, int *keepalive)
+{
+    size_t i = 0, o = 0;
+    while (i < rdlen) {
+        if (i + 4 > rdlen)
+            return -1;
+        uint16_t code = wire_get16(rd + i), olen = wire_get16(rd + i + 2);
+        if (i + 4 + olen > rdlen)
+            return -1;
+        if (code == WIRE_EDNS_KEEPALIVE && keepalive && olen == 2)
+            *keepalive = wire_get16(rd + i + 4);
+        if (code != WIRE_EDNS_PADDING && code != WIRE_EDNS_KEEPALIVE) {
+            memmove(out + o, rd + i, 4u + olen);
+            o += 4u + olen;
+        }
+        i += 4u + olen;
+    }
+    return (long)o;
+}
+
+size_t wire_pad_query(uint8_t *out, size_t cap, const uint8_t *msg, size_t len,
+                      const struct wire_msg *m, uint16_t udp_size, size_t block)
+{
+    /* Layout: everything but the OPT RR, then the OPT RR last, rebuilt. */
+    size_t before = m->has_opt ? m->opt_off : m->end;
+    size_t after_off = m->has_opt ? m->opt_off + m->opt_len : m->end;
+    size_t after = m->end - after_off;
+    (void)len;
+    if (before + after + 11 + 4 + 4 > cap)
+        return 0;
+    memcpy(out, msg, before);
+    memcpy(out + before, msg + after_off, after);
+    size_t o = before + after;
+    uint8_t *opt = out + o;
+    opt[0] = 0;
+    wire_put16(opt + 1, WIRE_TYPE_OPT);
+    if (m->has_opt) {
+        memcpy(opt + 3, msg + m->opt_off + 3, 6); /* client's UDP size, ext. rcode, version, flags */
+        wire_put16(opt + 3, udp_size);
+    } else {
+        wire_put16(opt + 3, udp_size);
+        memset(opt + 5, 0, 4);
+    }
+    size_t rd = o + 11, r = 0;
+    if (m->has_opt) {
+        const uint8_t *crd = msg + m->opt_off + 11;
+        size_t crdlen = m->opt_len - 11;
+        if (rd + crdlen > cap)
+            return 0;
+        long n = copy_opt_options(out + rd, crd, crdlen, NULL);
+        if (n < 0)
+            return 0;
+        r = (size_t)n;
+    }
+    /* edns-tcp-keepalive, empty in a query (RFC 7828 3.1). */
+    if (rd + r + 4 > cap)
+        return 0;
+    wire_put16(out + rd + r, WIRE_EDNS_KEEPALIVE);
+    wire_put16(out + rd + r + 2, 0);
+    r += 4;
+    size_t unpadded = rd + r + 4;
+    size_t pad = block ? (block - unpadded % block) % block : 0;
+    if (unpadded + pad > cap || r + 4 + pad > 0xffff)
+        return 0;
+    wire_put16(out + rd + r, WIRE_EDNS_PADDING);
+    wire_put16(out + rd + r + 2, (uint16_t)pad);
+    memset(out + rd + r + 4, 0, pad);
+    r += 4 + pad;
+    wire_put16(opt + 9, (uint16_t)r);
+    if (!m->has_opt)
+        wire_put16(out + 10, (uint16_t)(m->arcount + 1));
+    return rd + r;
+}
+
+size_t wire_strip_dot_answer(uint8_t *msg, size_t len, struct wire_msg *m, bool keep_opt, int *keepalive)
+{
+    *keepalive = -1;
+    if (wire_find_opt(msg, len, m) != WIRE_OK)
+        return 0;
+    if (!m->has_opt)
+        return len;
+    size_t opt_end = m->opt_off + m->opt_len;
+    if (!keep_opt) {
+        /* Read keepalive before the OPT RR goes away. */
+        uint8_t scratch[WIRE_MAX_MSG];
+        copy_opt_options(scratch, msg + m->opt_off + 11, m->opt_len - 11, keepalive);
+        memmove(msg + m->opt_off, msg + opt_end, len - opt_end);
+        wire_put16(msg + 10, (uint16_t)(wire_get16(msg + 10) - 1));
+        m->end -= m->opt_len;
+        m->has_opt = false;
+        return len - m->opt_len;
+    }
+    uint8_t *rd = msg + m->opt_off + 11;
+    long n = copy_opt_options(rd, rd, m->opt_len - 11, keepalive);
+    if (n < 0)
+        return 0;
+    size_t removed = m->opt_len - 11 - (size_t)n;
+    if (removed == 0)
+        return len;
+    wire_put16(msg + m->opt_off + 9, (uint16_t)n);
+    memmove(msg + opt_end - removed, msg + opt_end, len - opt_end);
+    m->opt_len -= removed;
+    m->end -= removed;
+    return len - removed;
+}
+
 const char *wire_name_str(const uint8_t *name, size_t len, char *buf, size_t bufsz)
 {
     size_t o = 0, i = 0;
@@ -301,6 +410,9 @@ done:
 int wire_name_from_str(const char *s, uint8_t out[WIRE_MAX_NAME])
 {
     size_t o = 0;
+    /* No escapes: names here come from configuration, where '\\' has no use. */
+    if (*s == 0 || strchr(s, '\\'))
+        return -1;
     if (strcmp(s, ".") == 0) {
         out[0] = 0;
         return 1;

@@ -86,7 +86,9 @@ int wire_read_name(const uint8_t *msg, size_t len, size_t *off, uint8_t out[WIRE
 bool wire_name_equal(const uint8_t *a, const uint8_t *b, size_t len);
 /* "www.example.org." from a wire name into buf (escapes non-printables). Returns buf. */
 const char *wire_name_str(const uint8_t *name, size_t len, char *buf, size_t bufsz);
-/* "example.org" / "example.org." / "." into wire form. Returns wire length or -1. */
+/* "example.org" / "example.org." / "." into wire form. Returns wire length,
+ * or -1 for an empty string, an empty or over-long label, a backslash (no
+ * escapes are supported) or a name over 255 octets. */
 int wire_name_from_str(const char *s, uint8_t out[WIRE_MAX_NAME]);
 
 /* True if both messages carry the same question (name compared case-insensitively). */
@@ -113,6 +115,23 @@ uint16_t wire_client_udp_size(const struct wire_msg *query);
  * that fits is left alone. `ma` comes from wire_parse_response.
  * Returns the new length (<= len, <= max when max >= header + question). */
 size_t wire_truncate(uint8_t *answer, size_t len, const struct wire_msg *ma, size_t max);
+
+/* DoT leg (RFC 7830, RFC 8467 4.1, RFC 7828): copies the query `msg` into
+ * `out` with its OPT RR carrying an empty edns-tcp-keepalive option and a
+ * Padding option that makes the whole message a multiple of `block` octets.
+ * The client's own Padding and keepalive options are dropped (they are
+ * hop-by-hop); an OPT RR with `udp_size` is added when the query has none.
+ * `m` comes from wire_parse_query. Returns the new length, or 0 if it does
+ * not fit in `cap`. */
+size_t wire_pad_query(uint8_t *out, size_t cap, const uint8_t *msg, size_t len,
+                      const struct wire_msg *m, uint16_t udp_size, size_t block);
+
+/* Undoes the DoT leg on an answer, in place: drops Padding and
+ * edns-tcp-keepalive options, and the whole OPT RR when the client's query
+ * had none (`keep_opt` false). The keepalive TIMEOUT (100 ms units) is
+ * reported in *keepalive, -1 when absent. `m` (from wire_parse_response) is
+ * updated. Returns the new length, or 0 if the records are malformed. */
+size_t wire_strip_dot_answer(uint8_t *msg, size_t len, struct wire_msg *m, bool keep_opt, int *keepalive);
 
 /* Builds a response with `rcode` for a parsed query into out (cap bytes):
  * client's ID and question, RD and CD copied, an OPT RR if the query had one.
