@@ -10,10 +10,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -106,6 +108,8 @@ static void config_upstream_fini(struct config_upstream *u)
     free(u->zone);
     free(u->host);
     free(u->origin);
+    free(u->auth_name);
+    free(u->ca_file);
 }
 
 static void config_list_clear(struct config *c, const struct config_option *o)
@@ -177,41 +181,174 @@ static int config_add_prefix(struct config_parse *p, const struct config_option 
     return 0;
 }
 
-/* "[ZONE=]SERVER [OPTION...]". No options exist yet; the syntax keeps room
- * for them (e.g. "tls=strict"). */
+static void config_choices_str(const struct config_choice *ch, char *buf, size_t bufsz)
+{
+    size_t used = 0;
+
+    buf[0] = '\0';
+    for (; ch->name && used < bufsz; ch++)
+        used += (size_t)snprintf(buf + used, bufsz - used, "%s%s", used ? ", " : "", ch->name);
+}
+
+/* Upstream options, in the order config_dump() writes them. */
+enum config_upopt { CONFIG_UPOPT_TLS, CONFIG_UPOPT_NAME, CONFIG_UPOPT_CA, CONFIG_UPOPT_KIND, CONFIG_UPOPT_COUNT };
+static const char *const config_upopt_names[CONFIG_UPOPT_COUNT] = { "tls", "name", "ca", "kind" };
+
+/* Error about upstream entry: "WHERE: LABEL: message". */
+#define config_upstream_error(p, src, fmt, ...) \
+    config_error((p), (src)->where, "%s: " fmt, (src)->label, __VA_ARGS__)
+
+/* The CA bundle is read by the TLS code much later, possibly after a
+ * privilege drop; reading one byte now turns a typo into a config error. */
+static int config_file_readable(const char *path, int *err)
+{
+    char byte;
+    ssize_t n;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+    if (fd < 0) {
+        *err = errno;
+        return -1;
+    }
+    n = read(fd, &byte, 1);
+    *err = n < 0 ? errno : 0;
+    close(fd);
+    if (n < 0)
+        return -1;
+    return 0;
+}
+
+/* Options after the server (`opts`, blank separated NAME=VALUE) into `u`.
+ * Reports every problem; returns the number reported, or -1 when out of
+ * memory (not reported). */
+static int config_upstream_options(struct config_parse *p, const struct config_src *src,
+                                   const char *opts, struct config_upstream *u)
+{
+    bool seen[CONFIG_UPOPT_COUNT] = { false };
+    bool tls_ok = true;
+    unsigned errors = p->errors;
+    char names[128];
+    const char *opt;
+
+    u->tls = CONFIG_TLS_OPPORTUNISTIC;
+    u->authoritative = false;
+    for (opt = opts; *opt;) {
+        size_t n, k;
+        const char *eq;
+        char *val;
+        int v, e;
+
+        opt += strspn(opt, " \t");
+        n = strcspn(opt, " \t");
+        if (!n)
+            break;
+        eq = memchr(opt, '=', n);
+        for (k = 0; eq && k < CONFIG_UPOPT_COUNT; k++)
+            if (strlen(config_upopt_names[k]) == (size_t)(eq - opt) &&
+                memcmp(opt, config_upopt_names[k], (size_t)(eq - opt)) == 0)
+                break;
+        if (!eq || k == CONFIG_UPOPT_COUNT) {
+            config_upstream_error(p, src, "unknown option '%.*s'", (int)n, opt);
+            opt += n;
+            continue;
+        }
+        if (seen[k]) {
+            config_upstream_error(p, src, "option '%s' given twice", config_upopt_names[k]);
+            if (k == CONFIG_UPOPT_TLS)
+                tls_ok = false;
+            opt += n;
+            continue;
+        }
+        seen[k] = true;
+        val = strndup(eq + 1, n - (size_t)(eq - opt) - 1);
+        if (!val)
+            return -1;
+        opt += n;
+        switch ((enum config_upopt)k) {
+        case CONFIG_UPOPT_TLS:
+            if (config_parse_choice(config_tls_choices, val, &v) == 0) {
+                u->tls = (enum config_tls)v;
+            } else {
+                config_choices_str(config_tls_choices, names, sizeof(names));
+                config_upstream_error(p, src, "tls=%s: not one of %s", val, names);
+                tls_ok = false;
+            }
+            break;
+        case CONFIG_UPOPT_NAME: {
+            size_t len = strlen(val), i;
+            if (!config_host_name_valid(val)) {
+                config_upstream_error(p, src, "name=%s: not a valid host name", val);
+                break;
+            }
+            /* Certificates name hosts without the root dot, in any case. */
+            if (val[len - 1] == '.')
+                val[len - 1] = '\0';
+            for (i = 0; val[i]; i++)
+                if (val[i] >= 'A' && val[i] <= 'Z')
+                    val[i] = (char)(val[i] - 'A' + 'a');
+            u->auth_name = val;
+            val = NULL;
+            break;
+        }
+        case CONFIG_UPOPT_CA:
+            if (!val[0]) {
+                config_upstream_error(p, src, "ca=: %s", "a file name is required");
+            } else if (config_file_readable(val, &e) < 0) {
+                config_upstream_error(p, src, "ca=%s: cannot read: %s", val, strerror(e));
+            } else {
+                u->ca_file = val;
+                val = NULL;
+            }
+            break;
+        case CONFIG_UPOPT_KIND:
+            if (config_parse_choice(config_kind_choices, val, &v) == 0) {
+                u->authoritative = v != 0;
+            } else {
+                config_choices_str(config_kind_choices, names, sizeof(names));
+                config_upstream_error(p, src, "kind=%s: not one of %s", val, names);
+            }
+            break;
+        case CONFIG_UPOPT_COUNT:
+            break;
+        }
+        free(val);
+    }
+    /* With a broken tls= the intended mode is unknown: no follow-up errors. */
+    if (tls_ok) {
+        if (u->tls == CONFIG_TLS_STRICT && !seen[CONFIG_UPOPT_NAME])
+            config_upstream_error(p, src, "%s", "tls=strict needs name=AUTH-NAME");
+        if (u->tls != CONFIG_TLS_STRICT && seen[CONFIG_UPOPT_NAME])
+            config_upstream_error(p, src, "%s", "name= is only allowed with tls=strict");
+        if (u->tls != CONFIG_TLS_STRICT && seen[CONFIG_UPOPT_CA])
+            config_upstream_error(p, src, "%s", "ca= is only allowed with tls=strict");
+    }
+    return (int)(p->errors - errors);
+}
+
+/* "[ZONE=]SERVER [OPTION...]": see options.def. */
 static int config_add_upstream(struct config_parse *p, const struct config_option *o,
                                const char *value, const struct config_src *src)
 {
     struct config_upstream u;
     char host[256];
-    const char *opt;
     char *spec = NULL, *server, *eq;
-    bool bad_options = false;
+    bool oom = false;
+    int bad_options;
     size_t len;
-    int rc = -1;
 
     memset(&u, 0, sizeof(u));
     len = strcspn(value, " \t");
     spec = strndup(value, len);
-    if (!spec)
-        goto oom;
+    if (!spec) {
+        oom = true;
+        goto fail;
+    }
 
-    /* Report the unknown options, then go on checking the server itself. */
-    for (opt = value + len; *opt;) {
-        size_t n;
-        opt += strspn(opt, " \t");
-        n = strcspn(opt, " \t");
-        if (n) {
-            const char *where = src->where;
-            char buf[256];
-            if (src->cli) {
-                snprintf(buf, sizeof(buf), "%s: %s", src->where, src->label);
-                where = buf;
-            }
-            config_error(p, where, "unknown upstream option '%.*s'", (int)n, opt);
-            bad_options = true;
-        }
-        opt += n;
+    /* Report the option errors, then go on checking the server itself. */
+    bad_options = config_upstream_options(p, src, value + len, &u);
+    if (bad_options < 0) {
+        oom = true;
+        goto fail;
     }
 
     eq = strchr(spec, '=');
@@ -222,17 +359,21 @@ static int config_add_upstream(struct config_parse *p, const struct config_optio
         errno = 0;
         u.zone = config_zone_normalize(spec);
         if (!u.zone) {
-            if (errno == ENOMEM)
-                goto oom;
+            if (errno == ENOMEM) {
+                oom = true;
+                goto fail;
+            }
             *eq = '=';
             config_error(p, src->where, "%s: '%s': zone '%.*s' is not a valid domain name",
                          src->label, spec, (int)(eq - spec), spec);
-            goto out;
+            goto fail;
         }
     } else {
         u.zone = strdup(".");
-        if (!u.zone)
-            goto oom;
+        if (!u.zone) {
+            oom = true;
+            goto fail;
+        }
     }
 
     if (net_addr_parse(server, 53, &u.addr) == 0) {
@@ -241,27 +382,31 @@ static int config_add_upstream(struct config_parse *p, const struct config_optio
     } else if (net_host_port_split(server, 53, host, sizeof(host), &u.port) == 0 &&
                config_host_name_valid(host)) {
         u.host = strdup(host);
-        if (!u.host)
-            goto oom;
+        if (!u.host) {
+            oom = true;
+            goto fail;
+        }
     } else {
         if (eq)
             *eq = '=';
         config_error(p, src->where, "%s: '%s' is not a valid address or host name", src->label, spec);
-        goto out;
+        goto fail;
     }
     if (bad_options)
-        goto out;
+        goto fail;
     u.origin = strdup(src->where);
-    if (!u.origin || config_list_append(p->c, o, &u) < 0)
-        goto oom;
+    if (!u.origin || config_list_append(p->c, o, &u) < 0) {
+        oom = true;
+        goto fail;
+    }
     free(spec);
     return 0;
-oom:
-    config_error(p, src->where, "out of memory");
-out:
+fail:
+    if (oom)
+        config_error(p, src->where, "out of memory");
     config_upstream_fini(&u);
     free(spec);
-    return rc;
+    return -1;
 }
 
 static int config_list_add(struct config_parse *p, const struct config_option *o,
@@ -276,15 +421,6 @@ static int config_list_add(struct config_parse *p, const struct config_option *o
 }
 
 /* ---- one value ---- */
-
-static void config_choices_str(const struct config_choice *ch, char *buf, size_t bufsz)
-{
-    size_t used = 0;
-
-    buf[0] = '\0';
-    for (; ch->name && used < bufsz; ch++)
-        used += (size_t)snprintf(buf + used, bufsz - used, "%s%s", used ? ", " : "", ch->name);
-}
 
 /* Sets option `o` from `value`. Lists: appends (an empty value clears the
  * list, except `listen` which may not be empty). */
@@ -335,6 +471,25 @@ static int config_set(struct config_parse *p, const struct config_option *o, con
         }
         s = strdup(value);
         if (!s) {
+            config_error(p, src->where, "out of memory");
+            return -1;
+        }
+        free(*(char **)field);
+        *(char **)field = s;
+        return 0;
+    }
+    case CONFIG_T_PATH: {
+        char *s = NULL;
+        if (value[0] && value[0] != '/') {
+            config_error(p, src->where, "%s: '%s' is not an absolute path", src->label, value);
+            return -1;
+        }
+        if (strlen(value) > CONFIG_PATH_MAX) {
+            config_error(p, src->where, "%s: '%s' is too long (max %d bytes)", src->label, value,
+                         CONFIG_PATH_MAX);
+            return -1;
+        }
+        if (value[0] && !(s = strdup(value))) {
             config_error(p, src->where, "out of memory");
             return -1;
         }
@@ -604,6 +759,12 @@ static void config_apply_overrides(struct config_parse *p, const struct config_o
         src.label = "--resolv-conf";
         config_set(p, o, ov->resolv_conf, &src);
     }
+    if (ov->control_socket) {
+        /* "" turns off a socket named in the file. */
+        o = config_option_find(CONFIG_SEC_SERVER, "control-socket");
+        src.label = "--control";
+        config_set(p, o, ov->control_socket, &src);
+    }
     level = p->c->log_level + ov->verbose;
     if (level > LOG_LVL_DEBUG)
         level = LOG_LVL_DEBUG;
@@ -677,7 +838,7 @@ void config_free(struct config *c)
         const struct config_option *o = &config_options[i];
         if (config_list_elem_size(o->type))
             config_list_clear(c, o);
-        else if (o->type == CONFIG_T_STRING)
+        else if (o->type == CONFIG_T_STRING || o->type == CONFIG_T_PATH)
             free(*(char **)config_field(c, o->off));
     }
     free(c->path);
@@ -704,7 +865,9 @@ static bool config_entry_equal(enum config_type t, const void *x, const void *y)
         const struct config_upstream *a = x, *b = y;
         return config_str_equal(a->zone, b->zone) && config_str_equal(a->host, b->host) &&
                a->addr_ok == b->addr_ok && a->port == b->port &&
-               (!a->addr_ok || net_addr_equal(&a->addr, &b->addr));
+               (!a->addr_ok || net_addr_equal(&a->addr, &b->addr)) && a->tls == b->tls &&
+               config_str_equal(a->auth_name, b->auth_name) && config_str_equal(a->ca_file, b->ca_file) &&
+               a->authoritative == b->authoritative;
     }
     default:
         return false;
@@ -745,6 +908,7 @@ bool config_equal(const struct config *a, const struct config *b)
                 return false;
             break;
         case CONFIG_T_STRING:
+        case CONFIG_T_PATH:
             if (!config_str_equal(*(char *const *)fa, *(char *const *)fb))
                 return false;
             break;

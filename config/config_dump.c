@@ -25,6 +25,7 @@ const char *config_list_entry_str(const struct config *c, const struct config_op
         const struct config_upstream *u = &((const struct config_upstream *)arr)[i];
         char server[300];
         char zone[300] = "";
+        size_t used;
         if (u->addr_ok)
             net_addr_str(&u->addr, server, sizeof(server));
         else
@@ -32,7 +33,17 @@ const char *config_list_entry_str(const struct config *c, const struct config_op
         /* "example.org." is written "example.org=": the form people type. */
         if (u->zone && strcmp(u->zone, ".") != 0)
             snprintf(zone, sizeof(zone), "%.*s=", (int)strlen(u->zone) - 1, u->zone);
-        snprintf(buf, bufsz, "%s%s", zone, server);
+        used = (size_t)snprintf(buf, bufsz, "%s%s", zone, server);
+        /* Only the options that differ from the defaults, in a fixed order. */
+        if (u->tls != CONFIG_TLS_OPPORTUNISTIC && used < bufsz)
+            used += (size_t)snprintf(buf + used, bufsz - used, " tls=%s",
+                                     config_choice_name(config_tls_choices, (int)u->tls));
+        if (u->auth_name && used < bufsz)
+            used += (size_t)snprintf(buf + used, bufsz - used, " name=%s", u->auth_name);
+        if (u->ca_file && used < bufsz)
+            used += (size_t)snprintf(buf + used, bufsz - used, " ca=%s", u->ca_file);
+        if (u->authoritative && used < bufsz)
+            snprintf(buf + used, bufsz - used, " kind=%s", config_choice_name(config_kind_choices, 1));
         return buf;
     }
     default:
@@ -56,7 +67,8 @@ const char *config_scalar_str(const struct config *c, const struct config_option
     case CONFIG_T_DURATION:
         config_format_duration(*(const double *)f, buf, bufsz);
         break;
-    case CONFIG_T_STRING: {
+    case CONFIG_T_STRING:
+    case CONFIG_T_PATH: {
         const char *s;
         memcpy(&s, f, sizeof(s));
         snprintf(buf, bufsz, "%s", s ? s : "");
@@ -74,7 +86,7 @@ const char *config_scalar_str(const struct config *c, const struct config_option
 
 void config_dump(const struct config *c, FILE *out)
 {
-    char buf[512];
+    char buf[8192]; /* an upstream with a long zone, host, name and ca path */
     size_t i, j;
     int s;
 
@@ -94,19 +106,21 @@ void config_dump(const struct config *c, FILE *out)
                 for (j = 0; j < n; j++)
                     fprintf(out, "%s = %s\n", o->key, config_list_entry_str(c, o, j, buf, sizeof(buf)));
             } else {
-                fprintf(out, "%s = %s\n", o->key, config_scalar_str(c, o, buf, sizeof(buf)));
+                const char *v = config_scalar_str(c, o, buf, sizeof(buf));
+                fprintf(out, "%s =%s%s\n", o->key, v[0] ? " " : "", v);
             }
         }
     }
 }
 
-/* Writes `text` as "# " comment lines of at most 78 columns. */
+/* Writes `text` as "# " comment lines of at most 78 columns; a '\n' in
+ * the text starts a new line (for an example that must stay whole). */
 static void config_write_wrapped(FILE *out, const char *text)
 {
     const size_t width = 76;
 
     while (*text) {
-        size_t n = strlen(text), cut = n;
+        size_t n = strcspn(text, "\n"), cut = n;
         if (n > width) {
             for (cut = width; cut > 0 && text[cut] != ' '; cut--)
                 ;
@@ -117,12 +131,14 @@ static void config_write_wrapped(FILE *out, const char *text)
         text += cut;
         while (*text == ' ')
             text++;
+        if (cut == n && *text == '\n')
+            text++;
     }
 }
 
 void config_write_example(FILE *out)
 {
-    char help[1024], lo[32], hi[32];
+    char help[2048], lo[32], hi[32];
     size_t i;
     int s;
 
@@ -151,7 +167,7 @@ void config_write_example(FILE *out)
             fputc('\n', out);
             config_write_wrapped(out, help);
             if (o->type < CONFIG_T_LISTEN) {
-                fprintf(out, "%s = %s\n", o->key, o->def);
+                fprintf(out, "%s =%s%s\n", o->key, o->def[0] ? " " : "", o->def);
                 continue;
             }
             for (d = o->def; *d;) {

@@ -8,7 +8,7 @@
 
 #include "config.h"
 
-enum config_section { CONFIG_SEC_SERVER, CONFIG_SEC_FORWARD, CONFIG_SEC_COUNT };
+enum config_section { CONFIG_SEC_SERVER, CONFIG_SEC_FORWARD, CONFIG_SEC_PROBE, CONFIG_SEC_COUNT };
 
 enum config_type {
     CONFIG_T_BOOL,
@@ -16,6 +16,7 @@ enum config_type {
     CONFIG_T_DURATION,
     CONFIG_T_STRING,
     CONFIG_T_ENUM,
+    CONFIG_T_PATH,     /* optional absolute socket path: char *, NULL = none */
     /* Lists last: code tests type >= CONFIG_T_LISTEN. */
     CONFIG_T_LISTEN,   /* list of struct net_addr */
     CONFIG_T_PREFIX,   /* list of struct net_prefix */
@@ -42,6 +43,9 @@ struct config_option {
 
 extern const struct config_choice config_acl_choices[];
 extern const struct config_choice config_log_level_choices[];
+/* Upstream options tls= and kind= (kind: value 1 = authoritative). */
+extern const struct config_choice config_tls_choices[];
+extern const struct config_choice config_kind_choices[];
 extern const struct config_option config_options[];
 extern const size_t config_n_options;
 extern const char *const config_section_names[CONFIG_SEC_COUNT];
@@ -56,6 +60,8 @@ const char *config_choice_name(const struct config_choice *c, int value);
 const char *config_format_duration(double v, char *buf, size_t bufsz);
 /* Host name / zone syntax (letters, digits, hyphen; labels 1..63). */
 bool config_host_name_valid(const char *s);
+/* Longest control-socket path: sizeof(sun_path) - 1. */
+#define CONFIG_PATH_MAX 107
 /* Zone text ("." or "example.org" or "example.org.") into a malloc'd
  * lower-case absolute name; NULL if invalid (errno ENOMEM on allocation). */
 char *config_zone_normalize(const char *s);

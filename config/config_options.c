@@ -3,11 +3,25 @@
 
 #include "log.h"
 
-const char *const config_section_names[CONFIG_SEC_COUNT] = { "server", "forward" };
+const char *const config_section_names[CONFIG_SEC_COUNT] = { "server", "forward", "probe" };
 
 const struct config_choice config_acl_choices[] = {
     { "refuse", CONFIG_ACL_REFUSE },
     { "drop", CONFIG_ACL_DROP },
+    { NULL, 0 },
+};
+
+/* Parsing code prints the names in this order. */
+const struct config_choice config_tls_choices[] = {
+    { "opportunistic", CONFIG_TLS_OPPORTUNISTIC },
+    { "strict", CONFIG_TLS_STRICT },
+    { "off", CONFIG_TLS_OFF },
+    { NULL, 0 },
+};
+
+const struct config_choice config_kind_choices[] = {
+    { "recursive", 0 },
+    { "authoritative", 1 },
     { NULL, 0 },
 };
 
@@ -35,6 +49,7 @@ const struct config_choice config_log_level_choices[] = {
 #define CONFIG_UINT(s, k, f, d, lo, hi, h) _Static_assert(CONFIG_IS(f, unsigned), "unsigned field: " k);
 #define CONFIG_DURATION(s, k, f, d, lo, hi, h) _Static_assert(CONFIG_IS(f, double), "double field: " k);
 #define CONFIG_STRING(s, k, f, d, h) _Static_assert(CONFIG_IS(f, char *), "string field: " k);
+#define CONFIG_PATH(s, k, f, d, h) _Static_assert(CONFIG_IS(f, char *), "path field: " k);
 /* Enum fields are stored through an int *. */
 #define CONFIG_ENUM(s, k, f, d, c, h) _Static_assert(sizeof(CONFIG_FIELD(f)) == sizeof(int), "enum field: " k);
 #include "options.def"
@@ -43,6 +58,7 @@ const struct config_choice config_log_level_choices[] = {
 #undef CONFIG_UINT
 #undef CONFIG_DURATION
 #undef CONFIG_STRING
+#undef CONFIG_PATH
 #undef CONFIG_ENUM
 
 #define CONFIG_OFF(f) offsetof(struct config, f)
@@ -56,6 +72,8 @@ const struct config_choice config_log_level_choices[] = {
     { CONFIG_SEC_##s, k, CONFIG_T_DURATION, CONFIG_OFF(f), 0, d, lo, hi, NULL, h },
 #define CONFIG_STRING(s, k, f, d, h) \
     { CONFIG_SEC_##s, k, CONFIG_T_STRING, CONFIG_OFF(f), 0, d, 0, 0, NULL, h },
+#define CONFIG_PATH(s, k, f, d, h) \
+    { CONFIG_SEC_##s, k, CONFIG_T_PATH, CONFIG_OFF(f), 0, d, 0, 0, NULL, h },
 #define CONFIG_ENUM(s, k, f, d, c, h) \
     { CONFIG_SEC_##s, k, CONFIG_T_ENUM, CONFIG_OFF(f), 0, d, 0, 0, c, h },
 const struct config_option config_options[] = {
@@ -66,6 +84,7 @@ const struct config_option config_options[] = {
 #undef CONFIG_UINT
 #undef CONFIG_DURATION
 #undef CONFIG_STRING
+#undef CONFIG_PATH
 #undef CONFIG_ENUM
 
 const size_t config_n_options = sizeof(config_options) / sizeof(config_options[0]);

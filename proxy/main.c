@@ -43,6 +43,7 @@ static void usage(FILE *out)
             "                             [IPv6]:PORT or a host name (repeatable)\n"
             "      --resolv-conf FILE     nameservers for \".\" when no upstream serves it\n"
             "                             (default /etc/resolv.conf)\n"
+            "      --control PATH         control socket for dotward-control\n"
             "      --check-config         validate, print the effective configuration, exit\n"
             "  -v, --verbose              more logging (repeatable)\n"
             "      --version              print the version and exit\n"
@@ -115,6 +116,7 @@ static void start_done(void *arg, const struct config *cfg_const, struct route_t
     }
     app->px->on_drained = on_drained;
     log_started(app->px);
+    proxy_probe_on_start(app->px);
     if (app->stopping)
         proxy_drain(app->px);
 }
@@ -140,6 +142,7 @@ static void reload_done(void *arg, const struct config *cfg_const, struct route_
             log_setup((enum log_level)level, use_syslog);
             log_notice("reloaded %s", app->config_path ? app->config_path : "the configuration");
             log_started(app->px);
+            proxy_probe_on_start(app->px);
         }
     }
     if (app->reload_again && !app->stopping) {
@@ -197,13 +200,14 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 static int parse_args(struct app *app, int argc, char **argv, bool *check_only)
 {
-    enum { OPT_RESOLV_CONF = 256, OPT_CHECK, OPT_VERSION };
+    enum { OPT_RESOLV_CONF = 256, OPT_CHECK, OPT_VERSION, OPT_CONTROL };
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
         { "listen", required_argument, NULL, 'l' },
         { "upstream", required_argument, NULL, 'u' },
         { "resolv-conf", required_argument, NULL, OPT_RESOLV_CONF },
         { "check-config", no_argument, NULL, OPT_CHECK },
+        { "control", required_argument, NULL, OPT_CONTROL },
         { "verbose", no_argument, NULL, 'v' },
         { "version", no_argument, NULL, OPT_VERSION },
         { "help", no_argument, NULL, 'h' },
@@ -234,6 +238,9 @@ static int parse_args(struct app *app, int argc, char **argv, bool *check_only)
             break;
         case OPT_CHECK:
             *check_only = true;
+            break;
+        case OPT_CONTROL:
+            app->ov.control_socket = optarg;
             break;
         case 'v':
             app->ov.verbose++;

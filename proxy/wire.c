@@ -40,25 +40,29 @@ static int read_plain_name(const uint8_t *msg, size_t len, size_t off)
 
 int wire_read_name(const uint8_t *msg, size_t len, size_t *off, uint8_t out[WIRE_MAX_NAME])
 {
-    size_t pos = *off, run_start = *off, after = 0, outlen = 0;
+    /* After a jump, the labels read must end before the pointer that led
+     * there: a real compressed name refers to an earlier, complete name, and
+     * with this rule a name never depends on bytes after its own position. */
+    size_t pos = *off, run_start = *off, limit = len, after = 0, outlen = 0;
     for (;;) {
-        if (pos >= len)
+        if (pos >= limit)
             return -1;
         uint8_t l = msg[pos];
         if ((l & 0xc0) == 0xc0) {
-            if (pos + 1 >= len)
+            if (pos + 1 >= limit)
                 return -1;
             size_t target = ((size_t)(l & 0x3f) << 8) | msg[pos + 1];
             if (target >= run_start)
                 return -1;
             if (!after)
                 after = pos + 2;
+            limit = pos;
             pos = run_start = target;
             continue;
         }
         if (l > 63)
             return -1;
-        if (pos + 1u + l > len || outlen + 1u + l > WIRE_MAX_NAME)
+        if (pos + 1u + l > limit || outlen + 1u + l > WIRE_MAX_NAME)
             return -1;
         memcpy(out + outlen, msg + pos, 1u + (size_t)l);
         outlen += 1u + l;

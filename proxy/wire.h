@@ -79,8 +79,9 @@ const char *wire_err_str(int err);
 /* Reads a possibly-compressed name at *off into out (uncompressed wire form,
  * at most 255 bytes); advances *off past the name as it appears in the message.
  * Returns the name's wire length, or -1 if malformed. Each pointer must point
- * before the start of the label run it ends, so loops and forward pointers
- * are rejected and the walk always terminates. */
+ * before the start of the label run it ends, and the labels it leads to must
+ * end before it, so loops and forward pointers are rejected, the walk always
+ * terminates, and a name never depends on bytes after its own position. */
 int wire_read_name(const uint8_t *msg, size_t len, size_t *off, uint8_t out[WIRE_MAX_NAME]);
 /* Case-insensitive comparison of two uncompressed wire names. */
 bool wire_name_equal(const uint8_t *a, const uint8_t *b, size_t len);

@@ -198,6 +198,35 @@ static void check_truncate(const uint8_t *msg, size_t len, const struct wire_msg
 
 static void fuzz_one(const uint8_t *data, size_t size);
 
+/* The DoT leg: a padded query parses to the same question, is a multiple of
+ * the block, and stripping it again (as an answer) leaves a message whose
+ * records still walk. */
+static void check_dot_leg(const uint8_t *data, size_t size, const struct wire_msg *m)
+{
+    static uint8_t out[WIRE_MAX_MSG];
+    size_t n = wire_pad_query(out, sizeof out, data, size, m, 1232, 128);
+    if (n == 0)
+        return;
+    CHECK(n % 128 == 0 && n <= sizeof out);
+    struct wire_msg p;
+    CHECK(wire_parse_query(out, n, &p) == WIRE_OK);
+    CHECK(p.has_opt && p.end == n && wire_same_question(out, &p, data, m));
+    out[2] |= 0x80;
+    for (int keep = 0; keep < 2; keep++) {
+        static uint8_t copy[WIRE_MAX_MSG];
+        memcpy(copy, out, n);
+        struct wire_msg r;
+        int ka;
+        CHECK(wire_parse_response(copy, n, &r) == WIRE_OK);
+        size_t s = wire_strip_dot_answer(copy, n, &r, keep, &ka);
+        CHECK(s > 0 && s <= n && ka == -1);
+        struct wire_msg r2;
+        CHECK(wire_parse_response(copy, s, &r2) == WIRE_OK);
+        CHECK(wire_find_opt(copy, s, &r2) == WIRE_OK);
+        CHECK(r2.end == s && r2.has_opt == (keep != 0));
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > WIRE_MAX_MSG)
@@ -229,6 +258,7 @@ static void fuzz_one(const uint8_t *data, size_t size)
         CHECK(u >= 512);
         CHECK(u == (m.has_opt && m.edns_udp_size > 512 ? m.edns_udp_size : 512));
         check_error_reply(data, size, &m);
+        check_dot_leg(data, size, &m);
 
         /* The response parser on a QR-flipped copy, then the RR walk on the
          * original bytes (a pointer may lead into the flags byte), must

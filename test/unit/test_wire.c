@@ -1299,6 +1299,149 @@ static void test_err_str(void **state)
     assert_string_not_equal(wire_err_str(WIRE_ERR_QR), wire_err_str(WIRE_ERR_FORMAT));
 }
 
+
+/* ---- the DoT leg: padding and keepalive added, then stripped ----------- */
+
+/* Finds option `code` in the OPT RR of a parsed message; returns its data
+ * length, or -1 if absent. */
+static int opt_option_len(const uint8_t *msg, const struct wire_msg *w, unsigned code)
+{
+    size_t rd = w->opt_off + 11, end = w->opt_off + w->opt_len;
+    assert_int_equal(wire_get16(msg + w->opt_off + 9), w->opt_len - 11);
+    while (rd + 4 <= end) {
+        unsigned c = wire_get16(msg + rd), l = wire_get16(msg + rd + 2);
+        assert_true(rd + 4 + l <= end);
+        if (c == code)
+            return (int)l;
+        rd += 4 + l;
+    }
+    return -1;
+}
+
+static void test_pad_query_without_edns(void **state)
+{
+    (void)state;
+    struct mb m;
+    struct wire_msg w, pw;
+    uint8_t out[1024];
+    make_query(&m, false);
+    assert_int_equal(parse_q(&m, &w), WIRE_OK);
+    size_t n = wire_pad_query(out, sizeof out, m.b, m.n, &w, 1232, 128);
+    assert_int_equal(n % 128, 0);
+    assert_true(n >= m.n + 11 + 8);
+    assert_int_equal(wire_parse_query(out, n, &pw), WIRE_OK);
+    assert_true(pw.has_opt);
+    assert_int_equal(pw.arcount, 1);
+    assert_int_equal(pw.edns_udp_size, 1232);
+    assert_int_equal(pw.end, n);
+    assert_true(opt_option_len(out, &pw, WIRE_EDNS_PADDING) >= 0);
+    assert_int_equal(opt_option_len(out, &pw, WIRE_EDNS_KEEPALIVE), 0);
+    assert_true(wire_same_question(out, &pw, m.b, &w));
+    /* Too small a buffer: refused, not overrun. */
+    assert_int_equal(wire_pad_query(out, 40, m.b, m.n, &w, 1232, 128), 0);
+}
+
+static void test_pad_query_keeps_client_options(void **state)
+{
+    (void)state;
+    struct mb m;
+    struct wire_msg w, pw;
+    uint8_t out[1024];
+    /* Client OPT: a cookie (10) and its own padding (12) and keepalive (11). */
+    const uint8_t rd[] = { 0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0, 12, 0, 3, 0, 0, 0, 0, 11, 0, 0 };
+    mb_hdr(&m, QID, WIRE_RD, 1, 0, 0, 1);
+    mb_q(&m, "www.example.org", 1, WIRE_CLASS_IN);
+    mb_opt(&m, 4096, 0x8000, rd, sizeof rd);
+    assert_int_equal(parse_q(&m, &w), WIRE_OK);
+    size_t n = wire_pad_query(out, sizeof out, m.b, m.n, &w, 1232, 128);
+    assert_int_equal(n % 128, 0);
+    assert_int_equal(wire_parse_query(out, n, &pw), WIRE_OK);
+    assert_int_equal(pw.arcount, 1);
+    assert_int_equal(pw.edns_ttl & 0x8000, 0x8000);       /* DO kept */
+    assert_int_equal(opt_option_len(out, &pw, 10), 8);    /* cookie passes through */
+    assert_int_equal(opt_option_len(out, &pw, WIRE_EDNS_KEEPALIVE), 0);
+    /* Exactly one padding option: the client's is replaced, not duplicated. */
+    size_t rdo = pw.opt_off + 11, end = pw.opt_off + pw.opt_len;
+    int pads = 0;
+    while (rdo < end) {
+        pads += wire_get16(out + rdo) == WIRE_EDNS_PADDING;
+        rdo += 4u + wire_get16(out + rdo + 2);
+    }
+    assert_int_equal(pads, 1);
+}
+
+static void test_strip_dot_answer(void **state)
+{
+    (void)state;
+    struct mb m;
+    struct wire_msg w;
+    int ka;
+    /* Answer with 2 A records and OPT {keepalive 300 (30 s), padding 40, cookie}. */
+    uint8_t rd[4 + 2 + 4 + 40 + 4 + 8];
+    size_t o = 0;
+    rd[o++] = 0; rd[o++] = 11; rd[o++] = 0; rd[o++] = 2; rd[o++] = 0x01; rd[o++] = 0x2c;
+    rd[o++] = 0; rd[o++] = 12; rd[o++] = 0; rd[o++] = 40;
+    memset(rd + o, 0, 40); o += 40;
+    rd[o++] = 0; rd[o++] = 10; rd[o++] = 0; rd[o++] = 8;
+    memset(rd + o, 7, 8); o += 8;
+    mb_hdr(&m, QID, WIRE_QR | WIRE_RD | WIRE_RA, 1, 2, 0, 1);
+    mb_q(&m, "www.example.org", 1, WIRE_CLASS_IN);
+    mb_ptr(&m, WIRE_HDR_LEN); mb_a(&m, 1);
+    mb_ptr(&m, WIRE_HDR_LEN); mb_a(&m, 2);
+    mb_opt(&m, 1232, 0, rd, (unsigned)o);
+    struct mb keep = m;
+
+    /* Client had EDNS: OPT stays, padding and keepalive go, the cookie stays. */
+    assert_int_equal(wire_parse_response(keep.b, keep.n, &w), WIRE_OK);
+    size_t n = wire_strip_dot_answer(keep.b, keep.n, &w, true, &ka);
+    assert_int_equal(ka, 300);
+    assert_int_equal(n, m.n - 44 - 6);
+    struct wire_msg w2;
+    assert_int_equal(wire_parse_response(keep.b, n, &w2), WIRE_OK);
+    assert_int_equal(wire_find_opt(keep.b, n, &w2), WIRE_OK);
+    assert_true(w2.has_opt);
+    assert_int_equal(w2.end, n);
+    assert_int_equal(opt_option_len(keep.b, &w2, WIRE_EDNS_PADDING), -1);
+    assert_int_equal(opt_option_len(keep.b, &w2, WIRE_EDNS_KEEPALIVE), -1);
+    assert_int_equal(opt_option_len(keep.b, &w2, 10), 8);
+
+    /* Client had no EDNS: the whole OPT RR goes. */
+    struct mb drop = m;
+    assert_int_equal(wire_parse_response(drop.b, drop.n, &w), WIRE_OK);
+    n = wire_strip_dot_answer(drop.b, drop.n, &w, false, &ka);
+    assert_int_equal(ka, 300);
+    assert_int_equal(wire_get16(drop.b + 10), 0);
+    assert_int_equal(wire_parse_response(drop.b, n, &w2), WIRE_OK);
+    assert_int_equal(wire_find_opt(drop.b, n, &w2), WIRE_OK);
+    assert_false(w2.has_opt);
+    assert_int_equal(w2.end, n);
+
+    /* No OPT at all: unchanged. */
+    struct mb plain;
+    make_response(&plain, 1, false);
+    assert_int_equal(wire_parse_response(plain.b, plain.n, &w), WIRE_OK);
+    assert_int_equal(wire_strip_dot_answer(plain.b, plain.n, &w, true, &ka), plain.n);
+    assert_int_equal(ka, -1);
+
+    /* A malformed option list is reported, not walked past. */
+    struct mb bad;
+    const uint8_t badrd[] = { 0, 12, 0, 40, 0 };
+    mb_hdr(&bad, QID, WIRE_QR, 1, 0, 0, 1);
+    mb_q(&bad, "www.example.org", 1, WIRE_CLASS_IN);
+    mb_opt(&bad, 1232, 0, badrd, sizeof badrd);
+    assert_int_equal(wire_parse_response(bad.b, bad.n, &w), WIRE_OK);
+    assert_int_equal(wire_strip_dot_answer(bad.b, bad.n, &w, true, &ka), 0);
+}
+
+static void test_name_from_str_rejects(void **state)
+{
+    (void)state;
+    uint8_t w[WIRE_MAX_NAME];
+    assert_int_equal(wire_name_from_str("", w), -1);
+    assert_int_equal(wire_name_from_str("a\\.b", w), -1);
+    assert_int_equal(wire_name_from_str("a..b", w), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1335,6 +1478,10 @@ int main(void)
         cmocka_unit_test(test_make_error_header_only),
         cmocka_unit_test(test_restore_case_and_id),
         cmocka_unit_test(test_same_question),
+        cmocka_unit_test(test_pad_query_without_edns),
+        cmocka_unit_test(test_pad_query_keeps_client_options),
+        cmocka_unit_test(test_strip_dot_answer),
+        cmocka_unit_test(test_name_from_str_rejects),
         cmocka_unit_test(test_name_equal),
         cmocka_unit_test(test_name_text),
         cmocka_unit_test(test_name_str_escapes),
