@@ -230,6 +230,11 @@ static void run_step(struct probe_run *r)
             return;
         }
         case RUN_WRITE: {
+            /* RD follows the entry as it is now: it may have been marked
+             * authoritative after the probe was queued. (2-byte length first.) */
+            uint16_t fl = wire_get16(r->query + 4);
+            fl = r->p->opts.rd && !r->e->authoritative ? (uint16_t)(fl | WIRE_RD) : (uint16_t)(fl & ~WIRE_RD);
+            wire_put16(r->query + 4, fl);
             int x = tls_write(r->tls, r->query, r->qlen);
             if (x > 0) {
                 r->state = RUN_READ;
@@ -356,7 +361,7 @@ static void prober_start_cb(void *arg, struct probe_entry *e)
     r->timer.data = r;
 
     r->id = rng_u16(p->rng);
-    r->qlen = build_query(r->query, r->id, p->opts.rd, e->zone);
+    r->qlen = build_query(r->query, r->id, p->opts.rd && !e->authoritative, e->zone);
     if (r->qlen == 0) {
         run_finish(r, PROBE_LOCAL_ERROR, "zone is not a valid name");
         return;

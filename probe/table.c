@@ -634,3 +634,8 @@ size_t probe_table_count(const struct probe_table *t, enum probe_status s)
 unsigned probe_table_running(const struct probe_table *t) { return t->running; }
 unsigned probe_table_queued(const struct probe_table *t) { return t->queued; }
 const struct probe_counters *probe_table_totals(const struct probe_table *t) { return &t->totals; }
+
+void probe_table_set_authoritative(struct probe_entry *e, bool authoritative)
+{
+    e->authoritative = authoritative;
+}

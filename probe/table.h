@@ -83,6 +83,7 @@ struct probe_entry {
     enum probe_outcome last_outcome;
     char reason[112];           /* text of the last failure */
     bool verified;              /* would the last probe's certificate have verified */
+    bool authoritative;         /* probe without RD (set with probe_table_set_authoritative) */
     struct probe_counters counters;
     struct tls_session *session; /* owned; NULL if none */
 
@@ -126,6 +127,8 @@ struct probe_entry *probe_table_visit(struct probe_table *t, const struct net_ad
 int probe_table_request(struct probe_table *t, const struct net_addr *ip, const char *zone,
                         double now, bool force);
 struct probe_entry *probe_table_find(struct probe_table *t, const struct net_addr *ip);
+/* Marks `e` as an authoritative server: its probe query carries RD=0. */
+void probe_table_set_authoritative(struct probe_entry *e, bool authoritative);
 
 /* Should a query to this entry go over DoT? True only for Good within persistence. */
 bool probe_table_use_dot(const struct probe_table *t, const struct probe_entry *e, double now);

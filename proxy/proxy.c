@@ -91,8 +91,13 @@ void proxy_probe_on_start(struct proxy *px)
     for (size_t i = 0; i < t->n_zones; i++)
         for (size_t j = 0; j < t->zones[i].n_servers; j++) {
             struct upstream *u = t->zones[i].servers[j];
-            if (u->tls_policy == UPSTREAM_TLS_OPPORTUNISTIC && u->configured)
-                probe_table_request(px->probes, &u->addr, t->zones[i].text, now, false);
+            if (u->tls_policy != UPSTREAM_TLS_OPPORTUNISTIC || !u->configured)
+                continue;
+            probe_table_request(px->probes, &u->addr, t->zones[i].text, now, false);
+            /* The probe query is built once TLS is up, after this. */
+            struct probe_entry *e = probe_table_find(px->probes, &u->addr);
+            if (e)
+                probe_table_set_authoritative(e, !u->rd);
         }
 }
 

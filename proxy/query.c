@@ -232,6 +232,8 @@ static enum try_kind choose_path(struct query *q, struct upstream *up, double no
     case UPSTREAM_TLS_OPPORTUNISTIC:
         if (px->probes && up != q->dot_failed) {
             struct probe_entry *e = probe_table_visit(px->probes, &up->addr, q->zone->text, now);
+            if (e && e->authoritative != !up->rd)
+                probe_table_set_authoritative(e, !up->rd);
             if (e && probe_table_use_dot(px->probes, e, now))
                 return TRY_DOT;
         }
