@@ -212,6 +212,11 @@ static void check_dot_leg(const uint8_t *data, size_t size, const struct wire_ms
     CHECK(wire_parse_query(out, n, &p) == WIRE_OK);
     CHECK(p.has_opt && p.end == n && wire_same_question(out, &p, data, m));
     out[2] |= 0x80;
+    /* Setting QR can break a name whose pointer leads into the flags byte:
+     * only an answer whose records walk is a fair input for stripping. */
+    struct wire_msg walk;
+    if (wire_parse_response(out, n, &walk) != WIRE_OK || wire_find_opt(out, n, &walk) != WIRE_OK)
+        return;
     for (int keep = 0; keep < 2; keep++) {
         static uint8_t copy[WIRE_MAX_MSG];
         memcpy(copy, out, n);

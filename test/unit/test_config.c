@@ -21,7 +21,51 @@
 
 static char tmpdir[] = "/tmp/dotward-test-config-XXXXXX";
 static char conf_path[sizeof(tmpdir) + 32];
+static char ca_path[sizeof(tmpdir) + 32]; /* a readable CA file for ca= */
 static char errbuf[16384];
+static char full_conf[4096]; /* full_conf_fmt with ca_path */
+
+/* Every option away from its default (and the upstream options also at it);
+ * line numbers matter: upstreams on lines 17..22. */
+static const char full_conf_fmt[] =
+    "[server]\n"
+    "listen = 192.0.2.1\n"
+    "listen = [2001:db8::1]:5300\n"
+    "listen = 0.0.0.0:5353\n"
+    "allow = 10.0.0.0/8\n"
+    "allow = 2001:db8::/32\n"
+    "allow = 192.0.2.7\n"
+    "refused-action = drop\n"
+    "tcp-clients = 1\n"
+    "tcp-idle-timeout = 1h\n"
+    "max-queries = 16\n"
+    "log-level = warning\n"
+    "log-syslog = yes\n"
+    "drain-timeout = 0\n"
+    "control-socket = /run/dotward/control.sock\n"
+    "[forward]\n"
+    "upstream = 9.9.9.9 tls=strict name=DNS.Quad9.net.\n"
+    "upstream = corp.Example.ORG=10.0.0.53:5300 kind=authoritative tls=off\n"
+    "upstream = [2620:fe::fe]:853 ca=%s\ttls=strict  name=dns.quad9.net kind=recursive\n"
+    "upstream = dns.quad9.net tls=opportunistic\n"
+    "upstream = _msdcs.corp.=dc1.corp.example:5353 kind=AUTHORITATIVE\n"
+    "upstream = 2620:fe::9\n"
+    "resolv-conf = /run/resolv.conf\n"
+    "timeout = 30s\n"
+    "attempt-timeout = 10ms\n"
+    "udp-sockets = 1024\n"
+    "udp-socket-uses = 1000000\n"
+    "edns-buffer-size = 512\n"
+    "upstream-tcp-idle = 0.1\n"
+    "[probe]\n"
+    "probe-after-visits = 1000\n"
+    "probe-on-start = no\n"
+    "max-busy-probes = 1\n"
+    "probe-timeout = 100ms\n"
+    "persistence = 365d\n"
+    "damping = 1s\n"
+    "dot-fail-threshold = 100\n"
+    "max-entries = 16\n";
 
 static int group_setup(void **state)
 {
@@ -29,6 +73,13 @@ static int group_setup(void **state)
     if (!mkdtemp(tmpdir))
         return -1;
     snprintf(conf_path, sizeof(conf_path), "%s/test.conf", tmpdir);
+    snprintf(ca_path, sizeof(ca_path), "%s/ca.pem", tmpdir);
+    {
+        FILE *f = fopen(ca_path, "w");
+        if (!f || fputs("-----BEGIN CERTIFICATE-----\n", f) < 0 || fclose(f) != 0)
+            return -1;
+    }
+    snprintf(full_conf, sizeof(full_conf), full_conf_fmt, ca_path);
     return 0;
 }
 
@@ -37,6 +88,7 @@ static int group_teardown(void **state)
     char p[sizeof(conf_path) + 16];
     (void)state;
     unlink(conf_path);
+    unlink(ca_path);
     snprintf(p, sizeof(p), "%s/dump.conf", tmpdir);
     unlink(p);
     rmdir(tmpdir);
@@ -135,6 +187,15 @@ static void check_defaults(const struct config *c)
     assert_int_equal(c->udp_socket_uses, 1000);
     assert_int_equal(c->edns_buffer_size, 1232);
     assert_true(c->upstream_tcp_idle == 10.0);
+    assert_null(c->control_socket);
+    assert_int_equal(c->probe_after_visits, 2);
+    assert_true(c->probe_on_start);
+    assert_int_equal(c->max_busy_probes, 16);
+    assert_true(c->probe_timeout == 4.0);
+    assert_true(c->persistence == 3 * 86400.0);
+    assert_true(c->damping == 86400.0);
+    assert_int_equal(c->dot_fail_threshold, 3);
+    assert_int_equal(c->max_entries, 4096);
 }
 
 static void test_defaults(void **state)
@@ -160,37 +221,6 @@ static void test_defaults(void **state)
     check_defaults(c);
     config_free(c);
 }
-
-static const char full_conf[] =
-    "[server]\n"
-    "listen = 192.0.2.1\n"
-    "listen = [2001:db8::1]:5300\n"
-    "listen = 0.0.0.0:5353\n"
-    "allow = 10.0.0.0/8\n"
-    "allow = 2001:db8::/32\n"
-    "allow = 192.0.2.7\n"
-    "refused-action = drop\n"
-    "tcp-clients = 1\n"
-    "tcp-idle-timeout = 1h\n"
-    "max-queries = 16\n"
-    "log-level = warning\n"
-    "log-syslog = yes\n"
-    "drain-timeout = 0\n"
-    "\n"
-    "[forward]\n"
-    "upstream = 9.9.9.9\n"
-    "upstream = corp.Example.ORG=10.0.0.53:5300\n"
-    "upstream = [2620:fe::fe]:853\n"
-    "upstream = dns.quad9.net\n"
-    "upstream = _msdcs.corp.=dc1.corp.example:5353\n"
-    "upstream = 2620:fe::9\n"
-    "resolv-conf = /run/resolv.conf\n"
-    "timeout = 30s\n"
-    "attempt-timeout = 10ms\n"
-    "udp-sockets = 1024\n"
-    "udp-socket-uses = 1000000\n"
-    "edns-buffer-size = 512\n"
-    "upstream-tcp-idle = 0.1\n";
 
 static void test_every_option(void **state)
 {
@@ -253,6 +283,37 @@ static void test_every_option(void **state)
 
     assert_true(c->upstreams[5].addr_ok);
     assert_addr(&c->upstreams[5].addr, "[2620:fe::9]:53");
+
+    /* Upstream options: the name folds to lower case without the root dot. */
+    assert_int_equal(c->upstreams[0].tls, CONFIG_TLS_STRICT);
+    assert_string_equal(c->upstreams[0].auth_name, "dns.quad9.net");
+    assert_null(c->upstreams[0].ca_file);
+    assert_false(c->upstreams[0].authoritative);
+    assert_int_equal(c->upstreams[1].tls, CONFIG_TLS_OFF);
+    assert_null(c->upstreams[1].auth_name);
+    assert_true(c->upstreams[1].authoritative);
+    assert_int_equal(c->upstreams[2].tls, CONFIG_TLS_STRICT);
+    assert_string_equal(c->upstreams[2].auth_name, "dns.quad9.net");
+    assert_string_equal(c->upstreams[2].ca_file, ca_path);
+    assert_false(c->upstreams[2].authoritative);
+    assert_int_equal(c->upstreams[3].tls, CONFIG_TLS_OPPORTUNISTIC);
+    assert_null(c->upstreams[3].auth_name);
+    assert_null(c->upstreams[3].ca_file);
+    assert_false(c->upstreams[3].authoritative);
+    assert_int_equal(c->upstreams[4].tls, CONFIG_TLS_OPPORTUNISTIC);
+    assert_true(c->upstreams[4].authoritative);
+    assert_int_equal(c->upstreams[5].tls, CONFIG_TLS_OPPORTUNISTIC);
+    assert_false(c->upstreams[5].authoritative);
+
+    assert_string_equal(c->control_socket, "/run/dotward/control.sock");
+    assert_int_equal(c->probe_after_visits, 1000);
+    assert_false(c->probe_on_start);
+    assert_int_equal(c->max_busy_probes, 1);
+    assert_true(c->probe_timeout == 0.1);
+    assert_true(c->persistence == 365 * 86400.0);
+    assert_true(c->damping == 1);
+    assert_int_equal(c->dot_fail_threshold, 100);
+    assert_int_equal(c->max_entries, 16);
     config_free(c);
 }
 
@@ -311,13 +372,30 @@ static void test_value_forms(void **state)
     /* The range limits themselves are allowed. */
     c = load("[server]\ntcp-clients = 65535\nmax-queries = 1000000\ntcp-idle-timeout = 100ms\n"
              "drain-timeout = 60s\n[forward]\ntimeout = 100ms\nattempt-timeout = 10s\n"
-             "udp-sockets = 1\nudp-socket-uses = 1\nedns-buffer-size = 4096\nupstream-tcp-idle = 3600\n");
+             "udp-sockets = 1\nudp-socket-uses = 1\nedns-buffer-size = 4096\nupstream-tcp-idle = 3600\n"
+             "[probe]\nprobe-after-visits = 1\nmax-busy-probes = 1024\nprobe-timeout = 1m\n"
+             "persistence = 1s\ndamping = 365d\ndot-fail-threshold = 1\nmax-entries = 1000000\n");
     assert_string_equal(errbuf, "");
     assert_non_null(c);
     assert_int_equal(c->tcp_clients, 65535);
     assert_true(c->drain_timeout == 60);
     assert_true(c->attempt_timeout == 10);
     assert_int_equal(c->edns_buffer_size, 4096);
+    assert_int_equal(c->probe_after_visits, 1);
+    assert_int_equal(c->max_busy_probes, 1024);
+    assert_true(c->probe_timeout == 60);
+    assert_true(c->persistence == 1);
+    assert_true(c->damping == 365 * 86400.0);
+    assert_int_equal(c->dot_fail_threshold, 1);
+    assert_int_equal(c->max_entries, 1000000);
+    config_free(c);
+    /* Durations in days, hours and fractions. */
+    c = load("[probe]\npersistence = 1.5d\ndamping = 36h\nprobe-timeout = 2.5\n");
+    assert_string_equal(errbuf, "");
+    assert_non_null(c);
+    assert_true(c->persistence == 129600);
+    assert_true(c->damping == 129600);
+    assert_true(c->probe_timeout == 2.5);
     config_free(c);
 }
 
@@ -419,10 +497,240 @@ static void test_error_messages(void **state)
                   "F:2: upstream: 'a..b=192.0.2.1': zone 'a..b' is not a valid domain name\n");
     expect_errors("[forward]\nupstream = =192.0.2.1\n",
                   "F:2: upstream: '=192.0.2.1': zone '' is not a valid domain name\n");
-    expect_errors("[forward]\nupstream = 192.0.2.1 tls=strict\n", "F:2: unknown upstream option 'tls=strict'\n");
-    expect_errors("[forward]\nupstream = 192.0.2.1 tls=strict\tx\n",
-                  "F:2: unknown upstream option 'tls=strict'\nF:2: unknown upstream option 'x'\n");
+    expect_errors("[forward]\nupstream = 192.0.2.1 tls=off\tx\n", "F:2: upstream: unknown option 'x'\n");
     expect_errors("[forward]\nresolv-conf =\n", "F:2: resolv-conf: a value is required\n");
+
+    /* [probe] */
+    expect_errors("[probe]\nprobe-after-visits = 0\n",
+                  "F:2: probe-after-visits: '0' is out of range (1..1000)\n");
+    expect_errors("[probe]\nprobe-after-visits = 1001\n",
+                  "F:2: probe-after-visits: '1001' is out of range (1..1000)\n");
+    expect_errors("[probe]\nprobe-on-start = sometimes\n",
+                  "F:2: probe-on-start: 'sometimes' is not a boolean (yes or no)\n");
+    expect_errors("[probe]\nmax-busy-probes = 0\n", "F:2: max-busy-probes: '0' is out of range (1..1024)\n");
+    expect_errors("[probe]\nmax-busy-probes = 1025\n",
+                  "F:2: max-busy-probes: '1025' is out of range (1..1024)\n");
+    expect_errors("[probe]\nprobe-timeout = 99ms\n", "F:2: probe-timeout: '99ms' is out of range (100ms..1m)\n");
+    expect_errors("[probe]\nprobe-timeout = 61s\n", "F:2: probe-timeout: '61s' is out of range (100ms..1m)\n");
+    expect_errors("[probe]\npersistence = 999ms\n", "F:2: persistence: '999ms' is out of range (1s..365d)\n");
+    expect_errors("[probe]\npersistence = 366d\n", "F:2: persistence: '366d' is out of range (1s..365d)\n");
+    expect_errors("[probe]\ndamping = 0\n", "F:2: damping: '0' is out of range (1s..365d)\n");
+    expect_errors("[probe]\ndamping = 1w\n",
+                  "F:2: damping: '1w' is not a valid duration (like 250ms, 2.5s, 1m)\n");
+    expect_errors("[probe]\ndot-fail-threshold = 0\n",
+                  "F:2: dot-fail-threshold: '0' is out of range (1..100)\n");
+    expect_errors("[probe]\ndot-fail-threshold = 101\n",
+                  "F:2: dot-fail-threshold: '101' is out of range (1..100)\n");
+    expect_errors("[probe]\nmax-entries = 15\n", "F:2: max-entries: '15' is out of range (16..1000000)\n");
+    expect_errors("[probe]\nmax-entries = 1000001\n",
+                  "F:2: max-entries: '1000001' is out of range (16..1000000)\n");
+    expect_errors("[probe]\nmax-entries = many\n", "F:2: max-entries: 'many' is not a number\n");
+    /* Keys stay in their own section. */
+    expect_errors("[server]\ndamping = 1d\n[probe]\ntimeout = 1s\ncontrol-socket = /x\n",
+                  "F:2: unknown key 'damping' in section [server]\n"
+                  "F:4: unknown key 'timeout' in section [probe]\n"
+                  "F:5: unknown key 'control-socket' in section [probe]\n");
+}
+
+/* ---- control-socket ---- */
+
+static void test_control_socket(void **state)
+{
+    struct config_overrides ov;
+    struct config *c;
+    char text[512], path[200], want[1024];
+
+    (void)state;
+    c = load("[server]\ncontrol-socket = /run/dotward.sock\n");
+    assert_string_equal(errbuf, "");
+    assert_non_null(c);
+    assert_string_equal(c->control_socket, "/run/dotward.sock");
+    config_free(c);
+
+    /* An empty value means none, also after a path. */
+    c = load("[server]\ncontrol-socket = /run/dotward.sock\ncontrol-socket =\n");
+    assert_string_equal(errbuf, "");
+    assert_non_null(c);
+    assert_null(c->control_socket);
+    config_free(c);
+
+    /* sun_path holds 107 bytes and the NUL. */
+    memset(path, 'a', sizeof(path));
+    path[0] = '/';
+    path[107] = '\0';
+    snprintf(text, sizeof(text), "[server]\ncontrol-socket = %s\n", path);
+    c = load(text);
+    assert_string_equal(errbuf, "");
+    assert_non_null(c);
+    assert_int_equal(strlen(c->control_socket), 107);
+    config_free(c);
+    path[107] = 'a';
+    path[108] = '\0';
+    snprintf(text, sizeof(text), "[server]\n\ncontrol-socket = %s\n", path);
+    snprintf(want, sizeof(want), "F:3: control-socket: '%s' is too long (max 107 bytes)\n", path);
+    expect_errors(text, want);
+
+    expect_errors("[server]\ncontrol-socket = run/dotward.sock\n",
+                  "F:2: control-socket: 'run/dotward.sock' is not an absolute path\n");
+    expect_errors("[server]\ncontrol-socket = ~/x.sock\ncontrol-socket = ./x\n",
+                  "F:2: control-socket: '~/x.sock' is not an absolute path\n"
+                  "F:3: control-socket: './x' is not an absolute path\n");
+
+    /* --control overrides the file; "" turns the file's socket off. */
+    memset(&ov, 0, sizeof(ov));
+    ov.control_socket = "/tmp/ctl.sock";
+    c = load_ov("[server]\ncontrol-socket = /run/dotward.sock\n", &ov);
+    assert_string_equal(errbuf, "");
+    assert_non_null(c);
+    assert_string_equal(c->control_socket, "/tmp/ctl.sock");
+    config_free(c);
+    c = load_ov(NULL, &ov);
+    assert_non_null(c);
+    assert_string_equal(c->control_socket, "/tmp/ctl.sock");
+    config_free(c);
+    ov.control_socket = "";
+    c = load_ov("[server]\ncontrol-socket = /run/dotward.sock\n", &ov);
+    assert_non_null(c);
+    assert_null(c->control_socket);
+    config_free(c);
+    /* No --control: the file's value stays. */
+    ov.control_socket = NULL;
+    c = load_ov("[server]\ncontrol-socket = /run/dotward.sock\n", &ov);
+    assert_non_null(c);
+    assert_string_equal(c->control_socket, "/run/dotward.sock");
+    config_free(c);
+
+    ov.control_socket = "ctl.sock";
+    c = load_ov(NULL, &ov);
+    assert_null(c);
+    assert_string_equal(errbuf, "command line: --control: 'ctl.sock' is not an absolute path\n");
+    ov.control_socket = path; /* 108 bytes */
+    c = load_ov(NULL, &ov);
+    assert_null(c);
+    snprintf(want, sizeof(want), "command line: --control: '%s' is too long (max 107 bytes)\n", path);
+    assert_string_equal(errbuf, want);
+}
+
+/* ---- upstream options ---- */
+
+static void test_upstream_options(void **state)
+{
+    struct config *c;
+    char text[1024], want[2048];
+
+    (void)state;
+    /* Defaults; option values are case-insensitive; any order; tabs. */
+    c = load("[forward]\nupstream = 192.0.2.1\n"
+             "upstream = corp.example=ns1.corp.example:5300\tkind=Authoritative tls=OFF\n"
+             "upstream = [2001:db8::1]:853 name=a-b.example tls=Strict\n");
+    assert_string_equal(errbuf, "");
+    assert_non_null(c);
+    assert_int_equal(c->n_upstreams, 3);
+    assert_int_equal(c->upstreams[0].tls, CONFIG_TLS_OPPORTUNISTIC);
+    assert_null(c->upstreams[0].auth_name);
+    assert_null(c->upstreams[0].ca_file);
+    assert_false(c->upstreams[0].authoritative);
+    assert_int_equal(c->upstreams[1].tls, CONFIG_TLS_OFF);
+    assert_true(c->upstreams[1].authoritative);
+    assert_string_equal(c->upstreams[1].host, "ns1.corp.example");
+    assert_int_equal(c->upstreams[1].port, 5300);
+    assert_string_equal(c->upstreams[1].zone, "corp.example.");
+    assert_int_equal(c->upstreams[2].tls, CONFIG_TLS_STRICT);
+    assert_string_equal(c->upstreams[2].auth_name, "a-b.example");
+    assert_null(c->upstreams[2].ca_file);
+    assert_addr(&c->upstreams[2].addr, "[2001:db8::1]:853");
+    config_free(c);
+
+    /* Every error, with its line. */
+    expect_errors("[forward]\n\nupstream = 192.0.2.1 dot=yes\n", "F:3: upstream: unknown option 'dot=yes'\n");
+    expect_errors("[forward]\nupstream = 192.0.2.1 strict\n", "F:2: upstream: unknown option 'strict'\n");
+    expect_errors("[forward]\nupstream = 192.0.2.1 =x\n", "F:2: upstream: unknown option '=x'\n");
+    expect_errors("[forward]\nupstream = 192.0.2.1 TLS=off\n", "F:2: upstream: unknown option 'TLS=off'\n");
+    expect_errors("[forward]\nupstream = 192.0.2.1 tls=maybe\n",
+                  "F:2: upstream: tls=maybe: not one of opportunistic, strict, off\n");
+    expect_errors("[forward]\nupstream = 192.0.2.1 tls=\n",
+                  "F:2: upstream: tls=: not one of opportunistic, strict, off\n");
+    /* With a bad tls= value, name= is not also blamed. */
+    expect_errors("[forward]\nupstream = 192.0.2.1 tls=strikt name=dns.example\n",
+                  "F:2: upstream: tls=strikt: not one of opportunistic, strict, off\n");
+    expect_errors("[forward]\nupstream = 192.0.2.1 tls=strict\n",
+                  "F:2: upstream: tls=strict needs name=AUTH-NAME\n");
+    expect_errors("[forward]\nupstream = dns.quad9.net tls=strict kind=recursive\n",
+                  "F:2: upstream: tls=strict needs name=AUTH-NAME\n");
+    expect_errors("[forward]\nupstream = 192.0.2.1 name=dns.example\n",
+                  "F:2: upstream: name= is only allowed with tls=strict\n");
+    expect_errors("[forward]\nupstream = 192.0.2.1 tls=off name=dns.example\n",
+                  "F:2: upstream: name= is only allowed with tls=strict\n");
+    snprintf(text, sizeof(text), "[forward]\nupstream = 192.0.2.1 tls=opportunistic ca=%s\n", ca_path);
+    expect_errors(text, "F:2: upstream: ca= is only allowed with tls=strict\n");
+    expect_errors("[forward]\nupstream = 192.0.2.1 tls=strict name=dns..example\n",
+                  "F:2: upstream: name=dns..example: not a valid host name\n");
+    expect_errors("[forward]\nupstream = 192.0.2.1 tls=strict name=192.0.2.1\n",
+                  "F:2: upstream: name=192.0.2.1: not a valid host name\n");
+    expect_errors("[forward]\nupstream = 192.0.2.1 tls=strict name=\n",
+                  "F:2: upstream: name=: not a valid host name\n");
+    expect_errors("[forward]\nupstream = 192.0.2.1 tls=strict name=dns_x.example\n",
+                  "F:2: upstream: name=dns_x.example: not a valid host name\n");
+    snprintf(text, sizeof(text), "[forward]\nupstream = 192.0.2.1 tls=strict name=d.example ca=%s/nope.pem\n",
+             tmpdir);
+    snprintf(want, sizeof(want), "F:2: upstream: ca=%s/nope.pem: cannot read: %s\n", tmpdir, strerror(ENOENT));
+    expect_errors(text, want);
+    snprintf(text, sizeof(text), "[forward]\nupstream = 192.0.2.1 tls=strict name=d.example ca=%s\n", tmpdir);
+    snprintf(want, sizeof(want), "F:2: upstream: ca=%s: cannot read: %s\n", tmpdir, strerror(EISDIR));
+    expect_errors(text, want);
+    expect_errors("[forward]\nupstream = 192.0.2.1 tls=strict name=d.example ca=\n",
+                  "F:2: upstream: ca=: a file name is required\n");
+    expect_errors("[forward]\nupstream = 192.0.2.1 tls=off tls=off\n",
+                  "F:2: upstream: option 'tls' given twice\n");
+    expect_errors("[forward]\nupstream = 192.0.2.1 tls=strict name=a.example name=b.example\n",
+                  "F:2: upstream: option 'name' given twice\n");
+    snprintf(text, sizeof(text), "[forward]\nupstream = 192.0.2.1 tls=strict name=a.example ca=%s ca=%s\n",
+             ca_path, ca_path);
+    expect_errors(text, "F:2: upstream: option 'ca' given twice\n");
+    expect_errors("[forward]\nupstream = 192.0.2.1 kind=recursive kind=authoritative\n",
+                  "F:2: upstream: option 'kind' given twice\n");
+    expect_errors("[forward]\nupstream = 192.0.2.1 kind=stub\n",
+                  "F:2: upstream: kind=stub: not one of recursive, authoritative\n");
+
+    /* All problems of a line, then those of the server, then the next line. */
+    expect_errors("[forward]\n"
+                  "upstream = 300.1.1.1 tls=strict name=x..y foo kind=auth\n"
+                  "upstream = 192.0.2.1 name=a.example tls=off\n",
+                  "F:2: upstream: name=x..y: not a valid host name\n"
+                  "F:2: upstream: unknown option 'foo'\n"
+                  "F:2: upstream: kind=auth: not one of recursive, authoritative\n"
+                  "F:2: upstream: '300.1.1.1' is not a valid address or host name\n"
+                  "F:3: upstream: name= is only allowed with tls=strict\n");
+
+    /* The same rules and texts on the command line. */
+    {
+        const char *ups[] = { "192.0.2.1 tls=strict name=Dns.Example. kind=authoritative",
+                              "192.0.2.2 tls=strict", "192.0.2.3 ca=/nonexistent/ca.pem", "192.0.2.4 x=1" };
+        struct config_overrides ov;
+        memset(&ov, 0, sizeof(ov));
+        ov.upstream = ups;
+        ov.n_upstream = 1;
+        c = load_ov("[forward]\nupstream = 192.0.2.9 tls=off\n", &ov);
+        assert_string_equal(errbuf, "");
+        assert_non_null(c);
+        assert_int_equal(c->n_upstreams, 1);
+        assert_addr(&c->upstreams[0].addr, "192.0.2.1:53");
+        assert_int_equal(c->upstreams[0].tls, CONFIG_TLS_STRICT);
+        assert_string_equal(c->upstreams[0].auth_name, "dns.example");
+        assert_true(c->upstreams[0].authoritative);
+        assert_string_equal(c->upstreams[0].origin, "command line");
+        config_free(c);
+        ov.n_upstream = 4;
+        c = load_ov(NULL, &ov);
+        assert_null(c);
+        snprintf(want, sizeof(want),
+                 "command line: --upstream: tls=strict needs name=AUTH-NAME\n"
+                 "command line: --upstream: ca=/nonexistent/ca.pem: cannot read: %s\n"
+                 "command line: --upstream: ca= is only allowed with tls=strict\n"
+                 "command line: --upstream: unknown option 'x=1'\n",
+                 strerror(ENOENT));
+        assert_string_equal(errbuf, want);
+    }
 }
 
 static void test_zone_and_host_syntax(void **state)
@@ -704,7 +1012,7 @@ static void test_overrides(void **state)
                  "%s:2: tcp-clients: '0' is out of range (1..65535)\n"
                  "command line: --listen: 'nowhere' is not a valid address\n"
                  "command line: --upstream: 'x..y' is not a valid address or host name\n"
-                 "command line: --upstream: unknown upstream option 'tls=strict'\n"
+                 "command line: --upstream: tls=strict needs name=AUTH-NAME\n"
                  "command line: --upstream: '' is not a valid address or host name\n"
                  "command line: --resolv-conf: a value is required\n",
                  conf_path);
@@ -748,6 +1056,9 @@ static void test_dump_round_trip(void **state)
         "upstream = A.B=[::1]:5353\n",
         "[server]\ndrain-timeout = 0.000001\ntcp-idle-timeout = 1m\n[forward]\ntimeout = 1.5\n"
         "upstream-tcp-idle = 1h\nupstream = x\n",
+        "[server]\ncontrol-socket = /run/x.sock\n[forward]\nupstream = x tls=off kind=authoritative\n"
+        "upstream = example=[::1]:853 tls=strict name=NS.example.\nupstream = 192.0.2.1 tls=opportunistic\n"
+        "[probe]\npersistence = 1.5d\ndamping = 25h\nprobe-timeout = 0.1\nprobe-on-start = off\n",
     };
     size_t i, k;
 
@@ -761,13 +1072,16 @@ static void test_dump_round_trip(void **state)
         if (!config_equal(c, again))
             fail_msg("conf %zu: dump differs after reload:\n%s", i, text);
         /* Every option appears in the dump. */
-        for (k = 0; k < 2; k++)
-            assert_non_null(strstr(text, k ? "\n[forward]\n" : "\n[server]\n"));
+        assert_non_null(strstr(text, "\n[server]\n"));
+        assert_non_null(strstr(text, "\n[forward]\n"));
+        assert_non_null(strstr(text, "\n[probe]\n"));
         {
             static const char *const keys[] = {
                 "listen", "allow", "refused-action", "tcp-clients", "tcp-idle-timeout", "max-queries",
                 "log-level", "log-syslog", "drain-timeout", "upstream", "resolv-conf", "timeout",
                 "attempt-timeout", "udp-sockets", "udp-socket-uses", "edns-buffer-size", "upstream-tcp-idle",
+                "control-socket", "probe-after-visits", "probe-on-start", "max-busy-probes", "probe-timeout",
+                "persistence", "damping", "dot-fail-threshold", "max-entries",
             };
             char key[64];
             for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
@@ -805,6 +1119,36 @@ static void test_dump_text(void **state)
     assert_non_null(strstr(buf, "\nattempt-timeout = 500ms\n"));
     assert_non_null(strstr(buf, "\ntimeout = 2s\n"));
     assert_non_null(strstr(buf, "\nrefused-action = refuse\n"));
+    /* Unset control socket: an empty value, no trailing blank. */
+    assert_non_null(strstr(buf, "\ncontrol-socket =\n"));
+    assert_non_null(strstr(buf, "\n[probe]\nprobe-after-visits = 2\nprobe-on-start = yes\n"
+                                "max-busy-probes = 16\nprobe-timeout = 4s\npersistence = 3d\ndamping = 1d\n"
+                                "dot-fail-threshold = 3\nmax-entries = 4096\n"));
+    free(buf);
+    config_free(c);
+
+    /* Upstream options: only those away from the default, in a fixed order. */
+    c = load(full_conf);
+    assert_non_null(c);
+    buf = NULL;
+    f = open_memstream(&buf, &len);
+    config_dump(c, f);
+    fclose(f);
+    {
+        char want[512];
+        assert_non_null(strstr(buf, "\ncontrol-socket = /run/dotward/control.sock\n"));
+        assert_non_null(strstr(buf, "\nupstream = 9.9.9.9:53 tls=strict name=dns.quad9.net\n"));
+        assert_non_null(strstr(buf, "\nupstream = corp.example.org=10.0.0.53:5300 tls=off kind=authoritative\n"));
+        snprintf(want, sizeof(want), "\nupstream = [2620:fe::fe]:853 tls=strict name=dns.quad9.net ca=%s\n",
+                 ca_path);
+        assert_non_null(strstr(buf, want));
+        assert_non_null(strstr(buf, "\nupstream = dns.quad9.net:53\n"));
+        assert_non_null(strstr(buf, "\nupstream = _msdcs.corp=dc1.corp.example:5353 kind=authoritative\n"));
+        assert_non_null(strstr(buf, "\nupstream = [2620:fe::9]:53\n"));
+        assert_non_null(strstr(buf, "\nprobe-on-start = no\n"));
+        assert_non_null(strstr(buf, "\npersistence = 365d\n"));
+        assert_non_null(strstr(buf, "\nprobe-timeout = 100ms\n"));
+    }
     free(buf);
     config_free(c);
 }
@@ -841,6 +1185,42 @@ static void test_equal(void **state)
     b->upstreams[1].zone[0] = 'x';
     assert_false(config_equal(a, b));
     b->upstreams[1].zone[0] = 'c';
+    assert_true(config_equal(a, b));
+
+    /* Each new field counts. */
+    b->upstreams[3].tls = CONFIG_TLS_OFF;
+    assert_false(config_equal(a, b));
+    b->upstreams[3].tls = CONFIG_TLS_OPPORTUNISTIC;
+    b->upstreams[0].auth_name[0] = 'x';
+    assert_false(config_equal(a, b));
+    b->upstreams[0].auth_name[0] = 'd';
+    free(b->upstreams[2].ca_file);
+    b->upstreams[2].ca_file = NULL;
+    assert_false(config_equal(a, b));
+    b->upstreams[2].ca_file = strdup(a->upstreams[2].ca_file);
+    assert_non_null(b->upstreams[2].ca_file);
+    b->upstreams[4].authoritative = false;
+    assert_false(config_equal(a, b));
+    b->upstreams[4].authoritative = true;
+    assert_true(config_equal(a, b));
+    b->control_socket[1] = 'x';
+    assert_false(config_equal(a, b));
+    b->control_socket[1] = 'r';
+    free(b->control_socket);
+    b->control_socket = NULL;
+    assert_false(config_equal(a, b));
+    assert_false(config_equal(b, a));
+    b->control_socket = strdup(a->control_socket);
+    assert_true(config_equal(a, b));
+    b->probe_on_start = true;
+    assert_false(config_equal(a, b));
+    b->probe_on_start = false;
+    b->damping = 2;
+    assert_false(config_equal(a, b));
+    b->damping = 1;
+    b->max_entries = 17;
+    assert_false(config_equal(a, b));
+    b->max_entries = 16;
     assert_true(config_equal(a, b));
     config_free(a);
     config_free(b);
@@ -960,6 +1340,8 @@ int main(void)
         cmocka_unit_test(test_value_forms),
         cmocka_unit_test(test_lists),
         cmocka_unit_test(test_error_messages),
+        cmocka_unit_test(test_control_socket),
+        cmocka_unit_test(test_upstream_options),
         cmocka_unit_test(test_zone_and_host_syntax),
         cmocka_unit_test(test_syntax_errors),
         cmocka_unit_test(test_nul_byte),
