@@ -48,6 +48,9 @@ struct config {
     bool log_syslog;                                 /* no */
     double drain_timeout;                            /* s, 3: wait for in-flight queries on stop */
     char *control_socket;                            /* control socket path; NULL = none */
+    bool metrics_enabled;                            /* metrics-listen is set */
+    struct net_addr metrics_listen;                  /* HTTP /metrics and /health; none by default */
+    char *user, *group;                              /* drop to these after binding; NULL = stay */
 
     /* [forward] */
     struct config_upstream *upstreams; size_t n_upstreams;
@@ -68,6 +71,8 @@ struct config {
     double damping;                                  /* s, 1d */
     unsigned dot_fail_threshold;                     /* 3 */
     unsigned max_entries;                            /* 4096 */
+    char *state_file;                                /* probe table saved here; NULL = not saved */
+    double save_interval;                            /* s, 10m */
 };
 
 /* Command-line values, applied on top of the file (flags override the file). */
@@ -76,6 +81,8 @@ struct config_overrides {
     const char **upstream; size_t n_upstream;
     const char *resolv_conf;
     const char *control_socket;  /* --control PATH */
+    const char *state_file;      /* --state-file PATH */
+    const char *metrics_listen;  /* --metrics-listen ADDR:PORT */
     int verbose;                 /* each -v raises the log level one step */
 };
 

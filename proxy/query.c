@@ -374,6 +374,8 @@ void query_on_answer(struct query_try *t, uint8_t *msg, size_t len, const struct
     struct proxy *px = q->px;
     double now = ev_now(px->loop);
     upstream_rtt_sample(t->up, now - t->sent_at);
+    stats_latency_add(&px->stats, t->via == TRY_DOT ? STATS_DOT : t->via == TRY_TCP ? STATS_TCP : STATS_UDP,
+                      now - t->sent_at);
     if ((wm->flags & WIRE_TC) && t->via == TRY_UDP && !q->want_tcp &&
         q->n_tries < QUERY_MAX_TRIES) {
         /* RFC 7766: the whole answer is to be had over TCP, from the same server. */
@@ -404,6 +406,7 @@ void query_on_answer(struct query_try *t, uint8_t *msg, size_t len, const struct
         }
     }
     px->stats.answered++;
+    px->stats.rcodes[WIRE_RCODE(wm->flags)]++;
     client_send(px, &q->client, msg, len);
     query_finish(q);
 }

@@ -13,3 +13,24 @@ void stats_format(const struct stats *s, char *buf, size_t bufsz)
     STATS_COUNTERS(STATS_PRINT)
 #undef STATS_PRINT
 }
+
+const double stats_latency_bounds[STATS_LATENCY_BUCKETS] = {
+    0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+};
+
+const char *stats_transport_str(enum stats_transport t)
+{
+    static const char *const names[STATS_TRANSPORTS] = { "udp", "tcp", "dot" };
+    return t < STATS_TRANSPORTS ? names[t] : "?";
+}
+
+void stats_latency_add(struct stats *s, enum stats_transport t, double seconds)
+{
+    struct stats_latency *l = &s->latency[t];
+    int i = 0;
+    while (i < STATS_LATENCY_BUCKETS && seconds > stats_latency_bounds[i])
+        i++;
+    l->buckets[i]++;
+    l->count++;
+    l->sum += seconds;
+}

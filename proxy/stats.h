@@ -40,11 +40,27 @@
     X(tcp_clients_rejected) /* TCP clients closed at once: tcp-clients reached */ \
     X(send_errors)          /* answers that could not be sent to a client */
 
+/* Upstream answer latency, by the transport that carried the answer. */
+enum stats_transport { STATS_UDP, STATS_TCP, STATS_DOT, STATS_TRANSPORTS };
+#define STATS_LATENCY_BUCKETS 13
+/* Upper bounds in seconds of the histogram buckets (cumulative, as
+ * Prometheus counts them); a last, implicit bucket is +Inf. */
+extern const double stats_latency_bounds[STATS_LATENCY_BUCKETS];
+const char *stats_transport_str(enum stats_transport t);
+
 struct stats {
 #define STATS_FIELD(name) uint64_t name;
     STATS_COUNTERS(STATS_FIELD)
 #undef STATS_FIELD
+    uint64_t rcodes[16];                      /* answers relayed to clients, by RCODE */
+    struct stats_latency {
+        uint64_t buckets[STATS_LATENCY_BUCKETS + 1]; /* not cumulative; last is +Inf */
+        uint64_t count;
+        double sum;                           /* seconds */
+    } latency[STATS_TRANSPORTS];
 };
+
+void stats_latency_add(struct stats *s, enum stats_transport t, double seconds);
 
 /* "name=value name=value ..." on one line. */
 void stats_format(const struct stats *s, char *buf, size_t bufsz);
