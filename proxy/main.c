@@ -9,6 +9,7 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "privs.h"
 #include "proxy.h"
 #include "setup.h"
 #include "upstream.h"
@@ -115,6 +116,18 @@ static void start_done(void *arg, const struct config *cfg_const, struct route_t
         return;
     }
     app->px->on_drained = on_drained;
+    if (cfg->user || cfg->group) {
+        char err[256];
+        if (privs_drop(cfg->user, cfg->group, err, sizeof err) < 0) {
+            /* Running on as root after the operator asked otherwise is worse than not running. */
+            log_err("cannot drop privileges: %s", err);
+            app->exit_code = 1;
+            ev_break(app->loop, EVBREAK_ALL);
+            return;
+        }
+        log_info("running as user %s, group %s", cfg->user ? cfg->user : "(unchanged)",
+                 cfg->group ? cfg->group : "(the user's)");
+    }
     log_started(app->px);
     proxy_probe_on_start(app->px);
     if (app->stopping)

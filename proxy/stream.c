@@ -2,6 +2,7 @@
 #include "stream.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -113,8 +114,11 @@ static void undirty(struct stream *s)
 static const char *kind_str(const struct stream *s) { return s->kind == STREAM_DOT ? "DoT" : "TCP"; }
 
 /* Closes the connection; tries still waiting go back to their queries. */
-static void stream_reset(struct stream *s, enum probe_outcome why, const char *reason)
+static void stream_reset(struct stream *s, enum probe_outcome why, const char *why_text)
 {
+    /* The text may live in the TLS connection freed below. */
+    char reason[160];
+    snprintf(reason, sizeof reason, "%s", why_text ? why_text : "");
     struct proxy *px = s->px;
     struct ev_loop *loop = px->loop;
     bool was_connected = s->state == STREAM_OPEN;
