@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "control.h"
 #include "listener.h"
 #include "log.h"
 #include "privs.h"
@@ -95,6 +96,34 @@ static void on_drained(struct proxy *px)
     ev_break(px->loop, EVBREAK_ALL);
 }
 
+static void reload(struct app *app);
+
+/* The control socket's `reload` command: like SIGHUP. */
+static void control_reload(void *arg)
+{
+    struct app *app = arg;
+    if (app->px && !app->stopping)
+        reload(app);
+}
+
+/* Opens, moves or closes the control socket to match the running config.
+ * At start a failure is fatal (returns -1); on reload it is logged and the
+ * proxy runs without a socket. */
+static int control_update(struct app *app)
+{
+    struct proxy *px = app->px;
+    const char *want = px->cfg->control_socket;
+    if (px->control && want && strcmp(control_path(px->control), want) == 0)
+        return 0;
+    control_free(px->control); /* safe even from inside the reload command */
+    px->control = NULL;
+    if (!want)
+        return 0;
+    struct control_hooks hooks = { .reload = control_reload, .arg = app };
+    px->control = control_new(px, want, &hooks);
+    return px->control ? 0 : -1;
+}
+
 static void start_done(void *arg, const struct config *cfg_const, struct route_table *routes)
 {
     struct app *app = arg;
@@ -129,12 +158,16 @@ static void start_done(void *arg, const struct config *cfg_const, struct route_t
                  cfg->group ? cfg->group : "(the user's)");
     }
     log_started(app->px);
+    if (control_update(app) < 0) {
+        app->exit_code = 1;
+        ev_break(app->loop, EVBREAK_ALL);
+        return;
+    }
     proxy_probe_on_start(app->px);
     if (app->stopping)
         proxy_drain(app->px);
 }
 
-static void reload(struct app *app);
 
 static void reload_done(void *arg, const struct config *cfg_const, struct route_table *routes)
 {
@@ -155,6 +188,7 @@ static void reload_done(void *arg, const struct config *cfg_const, struct route_
             log_setup((enum log_level)level, use_syslog);
             log_notice("reloaded %s", app->config_path ? app->config_path : "the configuration");
             log_started(app->px);
+            control_update(app);
             proxy_probe_on_start(app->px);
         }
     }
@@ -318,6 +352,8 @@ int main(int argc, char **argv)
     }
     if (app.px) {
         proxy_log_stats(app.px);
+        control_free(app.px->control);
+        app.px->control = NULL;
         proxy_free(app.px);
         log_notice("stopped");
     }

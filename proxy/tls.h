@@ -87,4 +87,15 @@ bool tls_resumed(struct tls_conn *c);
 struct tls_session *tls_get_session(struct tls_conn *c);
 void tls_session_free(struct tls_session *s);
 
+/* A session as bytes, to keep it across a restart (probe/state.c): an
+ * opaque blob of this back end (a flags byte, then wolfSSL's serialized
+ * session), only ever read back by tls_session_from_bytes. It holds the
+ * resumption secret: store it where only dotward can read it. Returns a
+ * malloc'd buffer (the caller frees it) with its length in *len, or NULL. */
+unsigned char *tls_session_to_bytes(const struct tls_session *s, size_t *len);
+/* The reverse. Returns a new session (the caller owns it), or NULL if the
+ * bytes are not one (corrupt, or from another back end or version). A
+ * session the server no longer accepts only costs a full handshake. */
+struct tls_session *tls_session_from_bytes(const unsigned char *buf, size_t len);
+
 #endif

@@ -328,3 +328,49 @@ void tls_session_free(struct tls_session *s)
     wolfSSL_SESSION_free(s->sess);
     free(s);
 }
+
+/* Flags byte in front of wolfSSL's form: bit 0 = verified. A byte with
+ * other bits set is not ours. */
+#define TLS_BLOB_VERIFIED 0x01u
+/* wolfSSL's own form stays well below this (the peer chain included). */
+#define TLS_BLOB_MAX 65536
+
+unsigned char *tls_session_to_bytes(const struct tls_session *s, size_t *len)
+{
+    if (!s || !s->sess)
+        return NULL;
+    int n = wolfSSL_i2d_SSL_SESSION(s->sess, NULL);
+    if (n <= 0 || n > TLS_BLOB_MAX)
+        return NULL;
+    unsigned char *buf = malloc((size_t)n + 1);
+    if (!buf)
+        return NULL;
+    buf[0] = s->verified ? TLS_BLOB_VERIFIED : 0;
+    /* wolfSSL writes at *p without moving it (unlike OpenSSL); p is a copy
+     * either way, and the length is checked against the first call. */
+    unsigned char *p = buf + 1;
+    if (wolfSSL_i2d_SSL_SESSION(s->sess, &p) != n) {
+        free(buf);
+        return NULL;
+    }
+    *len = (size_t)n + 1;
+    return buf;
+}
+
+struct tls_session *tls_session_from_bytes(const unsigned char *buf, size_t len)
+{
+    if (!buf || len < 2 || len > TLS_BLOB_MAX + 1 || (buf[0] & ~TLS_BLOB_VERIFIED))
+        return NULL;
+    const unsigned char *p = buf + 1;
+    WOLFSSL_SESSION *sess = wolfSSL_d2i_SSL_SESSION(NULL, &p, (long)(len - 1));
+    if (!sess)
+        return NULL;
+    struct tls_session *ts = malloc(sizeof *ts);
+    if (!ts) {
+        wolfSSL_SESSION_free(sess);
+        return NULL;
+    }
+    ts->sess = sess;
+    ts->verified = (buf[0] & TLS_BLOB_VERIFIED) != 0;
+    return ts;
+}

@@ -65,7 +65,13 @@ static const char full_conf_fmt[] =
     "persistence = 365d\n"
     "damping = 1s\n"
     "dot-fail-threshold = 100\n"
-    "max-entries = 16\n";
+    "max-entries = 16\n"
+    "state-file = /var/lib/dotward/probes.state\n"
+    "save-interval = 1d\n"
+    "[server]\n"
+    "metrics-listen = [::1]:9153\n"
+    "user = dotward\n"
+    "group = _dns-1\n";
 
 static int group_setup(void **state)
 {
@@ -196,6 +202,11 @@ static void check_defaults(const struct config *c)
     assert_true(c->damping == 86400.0);
     assert_int_equal(c->dot_fail_threshold, 3);
     assert_int_equal(c->max_entries, 4096);
+    assert_false(c->metrics_enabled);
+    assert_null(c->user);
+    assert_null(c->group);
+    assert_null(c->state_file);
+    assert_true(c->save_interval == 600);
 }
 
 static void test_defaults(void **state)
@@ -314,6 +325,12 @@ static void test_every_option(void **state)
     assert_true(c->damping == 1);
     assert_int_equal(c->dot_fail_threshold, 100);
     assert_int_equal(c->max_entries, 16);
+    assert_true(c->metrics_enabled);
+    assert_addr(&c->metrics_listen, "[::1]:9153");
+    assert_string_equal(c->user, "dotward");
+    assert_string_equal(c->group, "_dns-1");
+    assert_string_equal(c->state_file, "/var/lib/dotward/probes.state");
+    assert_true(c->save_interval == 86400);
     config_free(c);
 }
 
@@ -608,6 +625,173 @@ static void test_control_socket(void **state)
     c = load_ov(NULL, &ov);
     assert_null(c);
     snprintf(want, sizeof(want), "command line: --control: '%s' is too long (max 107 bytes)\n", path);
+    assert_string_equal(errbuf, want);
+}
+
+/* ---- metrics-listen, user, group, state-file, save-interval ---- */
+
+static void test_metrics_listen(void **state)
+{
+    struct config_overrides ov;
+    struct config *c;
+
+    (void)state;
+    c = load("[server]\nmetrics-listen = 127.0.0.1:9153\n");
+    assert_string_equal(errbuf, "");
+    assert_non_null(c);
+    assert_true(c->metrics_enabled);
+    assert_addr(&c->metrics_listen, "127.0.0.1:9153");
+    config_free(c);
+    c = load("[server]\nmetrics-listen = [2001:db8::1]:80\n");
+    assert_non_null(c);
+    assert_true(c->metrics_enabled);
+    assert_addr(&c->metrics_listen, "[2001:db8::1]:80");
+    config_free(c);
+    /* Empty after a value: none again. */
+    c = load("[server]\nmetrics-listen = 127.0.0.1:9153\nmetrics-listen =\n");
+    assert_string_equal(errbuf, "");
+    assert_non_null(c);
+    assert_false(c->metrics_enabled);
+    config_free(c);
+
+    /* The port is required: no default port is right for HTTP next to DNS. */
+    expect_errors("[server]\nmetrics-listen = 127.0.0.1\n",
+                  "F:2: metrics-listen: '127.0.0.1' needs a port (IP:PORT or [IPv6]:PORT)\n");
+    expect_errors("[server]\nmetrics-listen = [::1]\nmetrics-listen = ::1\n",
+                  "F:2: metrics-listen: '[::1]' needs a port (IP:PORT or [IPv6]:PORT)\n"
+                  "F:3: metrics-listen: '::1' needs a port (IP:PORT or [IPv6]:PORT)\n");
+    expect_errors("[server]\nmetrics-listen = localhost:9153\n",
+                  "F:2: metrics-listen: 'localhost:9153' is not a valid address (IP:PORT)\n");
+    expect_errors("[server]\nmetrics-listen = 127.0.0.1:0\n",
+                  "F:2: metrics-listen: '127.0.0.1:0' is not a valid address (IP:PORT)\n");
+    expect_errors("[server]\nmetrics-listen = 127.0.0.1:65536\n",
+                  "F:2: metrics-listen: '127.0.0.1:65536' is not a valid address (IP:PORT)\n");
+    expect_errors("[probe]\nmetrics-listen = 127.0.0.1:9153\n",
+                  "F:2: unknown key 'metrics-listen' in section [probe]\n");
+
+    /* --metrics-listen overrides the file; "" turns it off. */
+    memset(&ov, 0, sizeof(ov));
+    ov.metrics_listen = "127.0.0.2:9000";
+    c = load_ov("[server]\nmetrics-listen = 127.0.0.1:9153\n", &ov);
+    assert_string_equal(errbuf, "");
+    assert_non_null(c);
+    assert_true(c->metrics_enabled);
+    assert_addr(&c->metrics_listen, "127.0.0.2:9000");
+    config_free(c);
+    ov.metrics_listen = "";
+    c = load_ov("[server]\nmetrics-listen = 127.0.0.1:9153\n", &ov);
+    assert_non_null(c);
+    assert_false(c->metrics_enabled);
+    config_free(c);
+    ov.metrics_listen = "127.0.0.1";
+    c = load_ov(NULL, &ov);
+    assert_null(c);
+    assert_string_equal(errbuf,
+                        "command line: --metrics-listen: '127.0.0.1' needs a port (IP:PORT or [IPv6]:PORT)\n");
+}
+
+static void test_user_group(void **state)
+{
+    static const char *const good[] = { "dotward", "_dotward", "nobody", "a", "dns-1", "u_2-x",
+                                        "machine$", "abcdefghijklmnopqrstuvwxyz012345" };
+    static const char *const bad[] = { "Dotward", "1dns", "-dns", "dns user", "d.w", "a$b", "$",
+                                       "abcdefghijklmnopqrstuvwxyz0123456", "r\xc3\xb6ot", "0" };
+    char text[256], want[512];
+    struct config *c;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        snprintf(text, sizeof(text), "[server]\nuser = %s\ngroup = %s\n", good[i], good[i]);
+        c = load(text);
+        if (!c)
+            fail_msg("'%s': %s", good[i], errbuf);
+        assert_string_equal(c->user, good[i]);
+        assert_string_equal(c->group, good[i]);
+        config_free(c);
+    }
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(text, sizeof(text), "[server]\ngroup = %s\n", bad[i]);
+        snprintf(want, sizeof(want),
+                 "F:2: group: '%s' is not a valid name (letters a-z, digits, '_', '-'; at most 32 bytes)\n",
+                 bad[i]);
+        expect_errors(text, want);
+    }
+    /* Either one alone; empty is "unchanged". */
+    c = load("[server]\ngroup = dns\n");
+    assert_non_null(c);
+    assert_null(c->user);
+    assert_string_equal(c->group, "dns");
+    config_free(c);
+    c = load("[server]\nuser = dns\nuser =\n");
+    assert_string_equal(errbuf, "");
+    assert_non_null(c);
+    assert_null(c->user);
+    config_free(c);
+    /* Names only: the config module looks nothing up, so an unknown user loads. */
+    c = load("[server]\nuser = no_such_user_here\n");
+    assert_non_null(c);
+    config_free(c);
+}
+
+static void test_state_file(void **state)
+{
+    struct config_overrides ov;
+    struct config *c;
+    char path[CONFIG_FILE_MAX + 2], want[256];
+
+    (void)state;
+    c = load("[probe]\nstate-file = /var/lib/dotward/state\nsave-interval = 10s\n");
+    assert_string_equal(errbuf, "");
+    assert_non_null(c);
+    assert_string_equal(c->state_file, "/var/lib/dotward/state");
+    assert_true(c->save_interval == 10);
+    config_free(c);
+    c = load("[probe]\nstate-file = /x\nstate-file =\n");
+    assert_non_null(c);
+    assert_null(c->state_file);
+    config_free(c);
+
+    expect_errors("[probe]\nstate-file = var/lib/state\n",
+                  "F:2: state-file: 'var/lib/state' is not an absolute path\n");
+    expect_errors("[server]\nstate-file = /x\n", "F:2: unknown key 'state-file' in section [server]\n");
+    expect_errors("[probe]\nsave-interval = 9s\n", "F:2: save-interval: '9s' is out of range (10s..1d)\n");
+    expect_errors("[probe]\nsave-interval = 25h\n", "F:2: save-interval: '25h' is out of range (10s..1d)\n");
+    expect_errors("[probe]\nsave-interval = often\n",
+                  "F:2: save-interval: 'often' is not a valid duration (like 250ms, 2.5s, 1m)\n");
+
+    /* --state-file overrides the file; "" turns saving off. */
+    memset(&ov, 0, sizeof(ov));
+    ov.state_file = "/tmp/s";
+    c = load_ov("[probe]\nstate-file = /var/lib/dotward/state\n", &ov);
+    assert_string_equal(errbuf, "");
+    assert_non_null(c);
+    assert_string_equal(c->state_file, "/tmp/s");
+    config_free(c);
+    ov.state_file = "";
+    c = load_ov("[probe]\nstate-file = /var/lib/dotward/state\n", &ov);
+    assert_non_null(c);
+    assert_null(c->state_file);
+    config_free(c);
+    ov.state_file = "state";
+    c = load_ov(NULL, &ov);
+    assert_null(c);
+    assert_string_equal(errbuf, "command line: --state-file: 'state' is not an absolute path\n");
+    /* A file path may be longer than a socket path, up to CONFIG_FILE_MAX. */
+    memset(path, 'a', sizeof(path));
+    path[0] = '/';
+    path[CONFIG_FILE_MAX] = '\0';
+    ov.state_file = path;
+    c = load_ov(NULL, &ov);
+    assert_non_null(c);
+    assert_int_equal(strlen(c->state_file), CONFIG_FILE_MAX);
+    config_free(c);
+    path[CONFIG_FILE_MAX] = 'a';
+    path[CONFIG_FILE_MAX + 1] = '\0';
+    c = load_ov(NULL, &ov);
+    assert_null(c);
+    snprintf(want, sizeof(want), "command line: --state-file: '%.40s...' is too long (max %d bytes)\n", path,
+             CONFIG_FILE_MAX);
     assert_string_equal(errbuf, want);
 }
 
@@ -1059,6 +1243,8 @@ static void test_dump_round_trip(void **state)
         "[server]\ncontrol-socket = /run/x.sock\n[forward]\nupstream = x tls=off kind=authoritative\n"
         "upstream = example=[::1]:853 tls=strict name=NS.example.\nupstream = 192.0.2.1 tls=opportunistic\n"
         "[probe]\npersistence = 1.5d\ndamping = 25h\nprobe-timeout = 0.1\nprobe-on-start = off\n",
+        "[server]\nmetrics-listen = 127.0.0.1:9153\nuser = nobody\n[probe]\nstate-file = /s\n"
+        "save-interval = 90s\n",
     };
     size_t i, k;
 
@@ -1081,7 +1267,8 @@ static void test_dump_round_trip(void **state)
                 "log-level", "log-syslog", "drain-timeout", "upstream", "resolv-conf", "timeout",
                 "attempt-timeout", "udp-sockets", "udp-socket-uses", "edns-buffer-size", "upstream-tcp-idle",
                 "control-socket", "probe-after-visits", "probe-on-start", "max-busy-probes", "probe-timeout",
-                "persistence", "damping", "dot-fail-threshold", "max-entries",
+                "persistence", "damping", "dot-fail-threshold", "max-entries", "metrics-listen", "user",
+                "group", "state-file", "save-interval",
             };
             char key[64];
             for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
@@ -1121,6 +1308,8 @@ static void test_dump_text(void **state)
     assert_non_null(strstr(buf, "\nrefused-action = refuse\n"));
     /* Unset control socket: an empty value, no trailing blank. */
     assert_non_null(strstr(buf, "\ncontrol-socket =\n"));
+    assert_non_null(strstr(buf, "\nmetrics-listen =\nuser =\ngroup =\n"));
+    assert_non_null(strstr(buf, "\nstate-file =\nsave-interval = 10m\n"));
     assert_non_null(strstr(buf, "\n[probe]\nprobe-after-visits = 2\nprobe-on-start = yes\n"
                                 "max-busy-probes = 16\nprobe-timeout = 4s\npersistence = 3d\ndamping = 1d\n"
                                 "dot-fail-threshold = 3\nmax-entries = 4096\n"));
@@ -1148,6 +1337,8 @@ static void test_dump_text(void **state)
         assert_non_null(strstr(buf, "\nprobe-on-start = no\n"));
         assert_non_null(strstr(buf, "\npersistence = 365d\n"));
         assert_non_null(strstr(buf, "\nprobe-timeout = 100ms\n"));
+        assert_non_null(strstr(buf, "\nmetrics-listen = [::1]:9153\nuser = dotward\ngroup = _dns-1\n"));
+        assert_non_null(strstr(buf, "\nstate-file = /var/lib/dotward/probes.state\nsave-interval = 1d\n"));
     }
     free(buf);
     config_free(c);
@@ -1221,6 +1412,32 @@ static void test_equal(void **state)
     b->max_entries = 17;
     assert_false(config_equal(a, b));
     b->max_entries = 16;
+    assert_true(config_equal(a, b));
+    b->metrics_enabled = false;
+    assert_false(config_equal(a, b));
+    b->metrics_enabled = true;
+    net_addr_set_port(&b->metrics_listen, 9154);
+    assert_false(config_equal(a, b));
+    net_addr_set_port(&b->metrics_listen, 9153);
+    assert_true(config_equal(a, b));
+    b->user[0] = 'x';
+    assert_false(config_equal(a, b));
+    b->user[0] = 'd';
+    b->group[0] = 'x';
+    assert_false(config_equal(a, b));
+    b->group[0] = '_';
+    free(b->state_file);
+    b->state_file = NULL;
+    assert_false(config_equal(a, b));
+    b->state_file = strdup(a->state_file);
+    assert_true(config_equal(a, b));
+    b->save_interval = 10;
+    assert_false(config_equal(a, b));
+    b->save_interval = a->save_interval;
+    assert_true(config_equal(a, b));
+    /* Two unset addresses are equal whatever the (unused) field holds. */
+    a->metrics_enabled = b->metrics_enabled = false;
+    net_addr_set_port(&b->metrics_listen, 1);
     assert_true(config_equal(a, b));
     config_free(a);
     config_free(b);
@@ -1341,6 +1558,9 @@ int main(void)
         cmocka_unit_test(test_lists),
         cmocka_unit_test(test_error_messages),
         cmocka_unit_test(test_control_socket),
+        cmocka_unit_test(test_metrics_listen),
+        cmocka_unit_test(test_user_group),
+        cmocka_unit_test(test_state_file),
         cmocka_unit_test(test_upstream_options),
         cmocka_unit_test(test_zone_and_host_syntax),
         cmocka_unit_test(test_syntax_errors),
