@@ -163,7 +163,7 @@ static void start_done(void *arg, const struct config *cfg_const, struct route_t
         ev_break(app->loop, EVBREAK_ALL);
         return;
     }
-    proxy_probe_on_start(app->px);
+    proxy_start_probing(app->px);
     if (app->stopping)
         proxy_drain(app->px);
 }
@@ -189,7 +189,7 @@ static void reload_done(void *arg, const struct config *cfg_const, struct route_
             log_notice("reloaded %s", app->config_path ? app->config_path : "the configuration");
             log_started(app->px);
             control_update(app);
-            proxy_probe_on_start(app->px);
+            proxy_start_probing(app->px);
         }
     }
     if (app->reload_again && !app->stopping) {

@@ -61,7 +61,9 @@ static void probe_policy_from_config(const struct config *c, struct probe_policy
 static int dot_setup(struct proxy *px)
 {
     char err[256];
-    struct tls_ctx_opts o = { .mode = TLS_MODE_OPPORTUNISTIC, .ca_file = NULL, .system_ca = true };
+    /* The CA store, only used to record whether a certificate would have
+     * verified, is loaded later (proxy_start_probing). */
+    struct tls_ctx_opts o = { .mode = TLS_MODE_OPPORTUNISTIC, .ca_file = NULL, .system_ca = false };
     px->tls_opportunistic = tls_ctx_new(&o, err, sizeof err);
     if (!px->tls_opportunistic) {
         log_err("TLS: %s", err);
@@ -80,6 +82,34 @@ static int dot_setup(struct proxy *px)
     }
     prober_set_adopt_cb(px->prober, adopt_cb, px);
     return 0;
+}
+
+#define WARMUP_DELAY 0.1 /* s after start: the first answers do not wait for it */
+
+static void warmup_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct proxy *px = w->data;
+    char err[200];
+    (void)loop;
+    (void)revents;
+    if (tls_ctx_load_system_ca(px->tls_opportunistic, err, sizeof err) < 0)
+        log_warn("%s: certificates of DoT servers are recorded as unverified", err);
+    ev_now_update(px->loop);
+    px->warm = true;
+    proxy_probe_on_start(px);
+}
+
+void proxy_start_probing(struct proxy *px)
+{
+    if (px->warm) {
+        proxy_probe_on_start(px);
+        return;
+    }
+    if (ev_is_active(&px->warmup))
+        return;
+    ev_timer_init(&px->warmup, warmup_cb, WARMUP_DELAY, 0);
+    px->warmup.data = px;
+    ev_timer_start(px->loop, &px->warmup);
 }
 
 void proxy_probe_on_start(struct proxy *px)
@@ -248,6 +278,7 @@ void proxy_free(struct proxy *px)
     probe_table_free(px->probes);
     tls_ctx_free(px->tls_opportunistic);
     ev_prepare_stop(px->loop, &px->flush_watcher);
+    ev_timer_stop(px->loop, &px->warmup);
     ev_timer_stop(px->loop, &px->drain_timer);
     config_free(px->cfg);
     free(px);

@@ -37,6 +37,8 @@ struct proxy {
     struct tls_ctx *tls_opportunistic;   /* owned: any certificate, no SNI (RFC 9539) */
     struct control *control;             /* control socket, or NULL */
     double started;                      /* ev_now() at start, for uptime */
+    ev_timer warmup;                     /* deferred TLS set-up, then probe-on-start */
+    bool warm;
     struct listener **listeners;    /* a reference to each */
     size_t n_listeners;
     struct tcp_client *tcp_list;    /* open client connections, owned */
@@ -71,5 +73,8 @@ void proxy_drained(struct proxy *px);
 void proxy_log_stats(const struct proxy *px);
 /* probe-on-start: probes the opportunistic upstreams named in the config. */
 void proxy_probe_on_start(struct proxy *px);
+/* After start and each reload: probe-on-start, once the deferred part of the
+ * TLS set-up (the CA store) is done. */
+void proxy_start_probing(struct proxy *px);
 
 #endif

@@ -36,6 +36,9 @@ struct tls_session;
 /* Returns NULL and a message in err on failure. */
 struct tls_ctx *tls_ctx_new(const struct tls_ctx_opts *o, char *err, size_t errsz);
 void tls_ctx_free(struct tls_ctx *ctx);
+/* Loads the system CA store into an existing context (it takes tens of
+ * milliseconds: done after start-up, off the path to the first answer). */
+int tls_ctx_load_system_ca(struct tls_ctx *ctx, char *err, size_t errsz);
 enum tls_mode tls_ctx_mode(const struct tls_ctx *ctx);
 
 /* `fd`: a connected (or connecting) non-blocking TCP socket, borrowed.

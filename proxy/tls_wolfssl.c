@@ -2,6 +2,7 @@
 #include <wolfssl/options.h> /* must precede every other wolfSSL header */
 #include <wolfssl/ssl.h>
 #include <wolfssl/error-ssl.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 
 #include "tls.h"
 
@@ -234,8 +235,16 @@ int tls_handshake(struct tls_conn *c)
     int r = wolfSSL_connect(c->ssl);
     if (r == WOLFSSL_SUCCESS) {
         c->done = true;
+        /* Debian's wolfSSL keeps a fixed-point ECC cache of about 2.5 MB per
+         * point after the first verification; handshakes are rare here
+         * (connections are long-lived), so memory matters more than speed. */
+        wc_ecc_fp_free();
         return TLS_IO_OK;
     }
+    if (r != WOLFSSL_ERROR_WANT_READ && r != WOLFSSL_ERROR_WANT_WRITE &&
+        wolfSSL_get_error(c->ssl, r) != WOLFSSL_ERROR_WANT_READ &&
+        wolfSSL_get_error(c->ssl, r) != WOLFSSL_ERROR_WANT_WRITE)
+        wc_ecc_fp_free();
     return tls_map(c, r, "handshake");
 }
 
@@ -373,4 +382,15 @@ struct tls_session *tls_session_from_bytes(const unsigned char *buf, size_t len)
     ts->sess = sess;
     ts->verified = (buf[0] & TLS_BLOB_VERIFIED) != 0;
     return ts;
+}
+
+int tls_ctx_load_system_ca(struct tls_ctx *t, char *err, size_t errsz)
+{
+    int r = wolfSSL_CTX_load_system_CA_certs(t->ctx);
+    if (r == WOLFSSL_SUCCESS)
+        return 0;
+    char e[120] = "";
+    tls_err_text(e, sizeof e, r);
+    snprintf(err, errsz, "system CA store: %s", e);
+    return -1;
 }
