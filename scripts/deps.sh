@@ -16,4 +16,5 @@ ensure_packages() {
 
 BUILD_PACKAGES=(meson ninja-build pkg-config gcc libc6-dev libev-dev libc-ares-dev libinih-dev libwolfssl-dev)
 TEST_PACKAGES=(libcmocka-dev clang libclang-rt-14-dev python3 python3-pytest python3-dnspython
-    nsd knot knot-dnsutils bind9 bind9-dnsutils unbound dnsdist nftables iptables iproute2 openssl procps)
+    nsd knot knot-dnsutils bind9 bind9-dnsutils unbound dnsdist dnsmasq-base nftables iptables iproute2 openssl procps
+    python3-prometheus-client systemd groff-base man-db)
