@@ -10,6 +10,7 @@
 #include "control.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics_http.h"
 #include "privs.h"
 #include "proxy.h"
 #include "setup.h"
@@ -26,6 +27,7 @@ struct app {
     const char *listen_args[MAX_ARGS];
     const char *upstream_args[MAX_ARGS];
     struct proxy *px;
+    struct metrics_http *metrics;  /* HTTP /metrics and /health, or NULL; borrows px */
     struct setup *setup;           /* start-up or reload in progress */
     struct config *setup_cfg;      /* the config that setup is for (owned) */
     bool reload_again;
@@ -46,6 +48,9 @@ static void usage(FILE *out)
             "      --resolv-conf FILE     nameservers for \".\" when no upstream serves it\n"
             "                             (default /etc/resolv.conf)\n"
             "      --control PATH         control socket for dotward-control\n"
+            "      --state-file PATH      keep the DoT probe table here across restarts\n"
+            "      --metrics-listen ADDR:PORT\n"
+            "                             serve Prometheus /metrics and /health over HTTP\n"
             "      --check-config         validate, print the effective configuration, exit\n"
             "  -v, --verbose              more logging (repeatable)\n"
             "      --version              print the version and exit\n"
@@ -145,6 +150,11 @@ static void start_done(void *arg, const struct config *cfg_const, struct route_t
         return;
     }
     app->px->on_drained = on_drained;
+    if (metrics_http_apply(&app->metrics, app->px, cfg) < 0) {
+        app->exit_code = 1;
+        ev_break(app->loop, EVBREAK_ALL);
+        return;
+    }
     if (cfg->user || cfg->group) {
         char err[256];
         if (privs_drop(cfg->user, cfg->group, err, sizeof err) < 0) {
@@ -189,6 +199,8 @@ static void reload_done(void *arg, const struct config *cfg_const, struct route_
             log_notice("reloaded %s", app->config_path ? app->config_path : "the configuration");
             log_started(app->px);
             control_update(app);
+            if (metrics_http_apply(&app->metrics, app->px, app->px->cfg) < 0)
+                log_err("reload: keeping the previous metrics endpoint");
             proxy_start_probing(app->px);
         }
     }
@@ -247,7 +259,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 static int parse_args(struct app *app, int argc, char **argv, bool *check_only)
 {
-    enum { OPT_RESOLV_CONF = 256, OPT_CHECK, OPT_VERSION, OPT_CONTROL };
+    enum { OPT_RESOLV_CONF = 256, OPT_CHECK, OPT_VERSION, OPT_CONTROL, OPT_STATE_FILE, OPT_METRICS };
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
         { "listen", required_argument, NULL, 'l' },
@@ -255,6 +267,8 @@ static int parse_args(struct app *app, int argc, char **argv, bool *check_only)
         { "resolv-conf", required_argument, NULL, OPT_RESOLV_CONF },
         { "check-config", no_argument, NULL, OPT_CHECK },
         { "control", required_argument, NULL, OPT_CONTROL },
+        { "state-file", required_argument, NULL, OPT_STATE_FILE },
+        { "metrics-listen", required_argument, NULL, OPT_METRICS },
         { "verbose", no_argument, NULL, 'v' },
         { "version", no_argument, NULL, OPT_VERSION },
         { "help", no_argument, NULL, 'h' },
@@ -288,6 +302,12 @@ static int parse_args(struct app *app, int argc, char **argv, bool *check_only)
             break;
         case OPT_CONTROL:
             app->ov.control_socket = optarg;
+            break;
+        case OPT_STATE_FILE:
+            app->ov.state_file = optarg;
+            break;
+        case OPT_METRICS:
+            app->ov.metrics_listen = optarg;
             break;
         case 'v':
             app->ov.verbose++;
@@ -352,6 +372,8 @@ int main(int argc, char **argv)
     }
     if (app.px) {
         proxy_log_stats(app.px);
+        metrics_http_free(app.metrics);
+        app.metrics = NULL;
         control_free(app.px->control);
         app.px->control = NULL;
         proxy_free(app.px);

@@ -61,6 +61,7 @@ struct stream *stream_new(struct proxy *px, struct upstream *up, enum stream_kin
         net_addr_set_port(&s->addr, DOT_PORT);
     s->fd = -1;
     ev_init(&s->io, io_cb);
+    ev_set_priority(&s->io, EV_MAXPRI); /* answers before query timers: see udp_pool.c */
     ev_init(&s->timer, timer_cb);
     s->io.data = s->timer.data = s;
     return s;

@@ -16,6 +16,11 @@
 #include "wire.h"
 
 #define UDP_ANSWER_MAX 4096   /* edns-buffer-size is at most this */
+/* A batch socket is kept for this long or this many queries, so answers come
+ * back in larger recvmmsg batches. Each query's port stays uniformly random
+ * among the pool to an off-path attacker: only the choice is made less often. */
+#define BATCH_SECONDS 0.005
+#define BATCH_QUERIES 128
 #define RECV_BATCH 32
 
 struct udp_sock {
@@ -35,6 +40,8 @@ struct udp_pool {
     struct udp_sock **socks[2];    /* per family, px->cfg->udp_sockets slots, lazily filled */
     unsigned n_socks[2];
     struct udp_sock *batch[2];     /* socket of the batch being queued */
+    double batch_until[2];
+    unsigned batch_queries[2];
     struct outbox out[2];
     struct udp_sock *retiring;
     uint32_t next_serial;
@@ -63,6 +70,9 @@ static struct udp_sock *sock_new(struct udp_pool *p, int fam)
     if (s->serial == 0) /* 0 would make an empty map key */
         s->serial = ++p->next_serial;
     ev_io_init(&s->io, read_cb, fd, EV_READ);
+    /* Answers already waiting are read before any query timer of the same
+     * loop pass fires, so a stalled process does not time out answered queries. */
+    ev_set_priority(&s->io, EV_MAXPRI);
     s->io.data = s;
     ev_io_start(p->px->loop, &s->io);
     return s;
@@ -160,13 +170,18 @@ int udp_pool_send(struct udp_pool *p, struct query *q, struct query_try *t)
 {
     int fam = net_addr_family(&t->up->addr) == AF_INET6 ? 1 : 0;
     struct outbox *ob = &p->out[fam];
-    if (ob->n == 0 || !p->batch[fam]) {
+    double now = ev_now(p->px->loop);
+    if (!p->batch[fam] || p->batch[fam]->retiring || now >= p->batch_until[fam] ||
+        p->batch_queries[fam] >= BATCH_QUERIES) {
         outbox_flush(ob);
         p->batch[fam] = pick_batch_socket(p, fam);
         if (!p->batch[fam])
             return -1;
         ob->fd = p->batch[fam]->fd;
+        p->batch_until[fam] = now + BATCH_SECONDS;
+        p->batch_queries[fam] = 0;
     }
+    p->batch_queries[fam]++;
     struct udp_sock *s = p->batch[fam];
     uint16_t id;
     do {
