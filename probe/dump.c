@@ -6,16 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "log.h"
 #include "table.h"
-
-static const char *dump_time(double ts, char *buf, size_t sz)
-{
-    time_t s = (time_t)ts;
-    struct tm tm;
-    if (ts <= 0 || !gmtime_r(&s, &tm) || !strftime(buf, sz, "%Y-%m-%dT%H:%M:%SZ", &tm))
-        snprintf(buf, sz, "-");
-    return buf;
-}
 
 /* PowerDNS prints the status capitalised. */
 static const char *const dump_status[PROBE_STATUS_MAX] = {
@@ -44,10 +36,10 @@ int probe_table_dump(const struct probe_table *t, FILE *out)
         const char *dot = zl > 0 && e->zone[zl - 1] == '.' ? "" : ".";
         fprintf(out, "%s\t%s%s\t%u\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%llu\t%llu\t%llu\t%llu\t%llu\t%d\t%s\n",
                 net_ip_str(&e->ip, ip, sizeof ip), e->zone, dot, e->visits,
-                dump_status[e->status], dump_time(probe_entry_expiry(t, e), t1, sizeof t1),
-                dump_time(e->first_seen, t2, sizeof t2), dump_time(e->initiated, t3, sizeof t3),
-                dump_time(e->completed, t4, sizeof t4), dump_time(e->last_response, t5, sizeof t5),
-                dump_time(e->last_activity, t6, sizeof t6),
+                dump_status[e->status], log_iso_time(probe_entry_expiry(t, e), t1, sizeof t1),
+                log_iso_time(e->first_seen, t2, sizeof t2), log_iso_time(e->initiated, t3, sizeof t3),
+                log_iso_time(e->completed, t4, sizeof t4), log_iso_time(e->last_response, t5, sizeof t5),
+                log_iso_time(e->last_activity, t6, sizeof t6),
                 (unsigned long long)e->counters.probes, (unsigned long long)e->counters.successes, fails,
                 (unsigned long long)e->counters.dot_queries, (unsigned long long)e->counters.fallbacks,
                 e->verified, *reason ? reason : "-");

@@ -157,15 +157,6 @@ static const char *clean(const char *s, char *buf, size_t sz)
     return buf;
 }
 
-static const char *iso_time(double ts, char *buf, size_t sz)
-{
-    time_t s = (time_t)ts;
-    struct tm tm;
-    if (ts <= 0 || !gmtime_r(&s, &tm) || !strftime(buf, sz, "%Y-%m-%dT%H:%M:%SZ", &tm))
-        snprintf(buf, sz, "-");
-    return buf;
-}
-
 /* "connect-refused" -> "connect_refused", for key names. */
 static const char *key_name(const char *s, char *buf, size_t sz)
 {
@@ -285,7 +276,7 @@ static void json_time(FILE *out, const char *key, double ts)
     char buf[32];
     fprintf(out, ",\"%s\":", key);
     if (ts > 0)
-        fprintf(out, "\"%s\"", iso_time(ts, buf, sizeof buf));
+        fprintf(out, "\"%s\"", log_iso_time(ts, buf, sizeof buf));
     else
         fputs("null", out);
 }
@@ -399,7 +390,7 @@ static int cmd_status(struct control *c, struct control_client *cl, int argc, ch
     if (px->started > 0) {
         unsigned long up = now > px->started ? (unsigned long)(now - px->started) : 0;
         fprintf(out, "started: %s\nuptime: %lud %02luh %02lum %02lus (%lu s)\n",
-                iso_time(px->started, tbuf, sizeof tbuf), up / 86400, up / 3600 % 24, up / 60 % 60, up % 60, up);
+                log_iso_time(px->started, tbuf, sizeof tbuf), up / 86400, up / 3600 % 24, up / 60 % 60, up % 60, up);
     }
     fprintf(out, "log-level: %s\n", log_level_str(log_get_level()));
     fprintf(out, "state: %s\n", px->draining ? "draining" : "running");
@@ -442,7 +433,7 @@ static int cmd_status(struct control *c, struct control_client *cl, int argc, ch
             fprintf(out, " dot=%s", probe_status_str(e->status));
             double exp = probe_entry_expiry(t, e);
             if (exp > 0)
-                fprintf(out, " dot_expiry=%s", iso_time(exp, tbuf, sizeof tbuf));
+                fprintf(out, " dot_expiry=%s", log_iso_time(exp, tbuf, sizeof tbuf));
             if (e->status == PROBE_BAD && e->reason[0]) {
                 /* the reason is free text: keep the line one line */
                 char reason[sizeof e->reason];

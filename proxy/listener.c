@@ -1,7 +1,6 @@
 /* proxy/listener.c: UDP client sockets and TCP accept. */
 #include "listener.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,10 +12,6 @@
 #include "proxy.h"
 #include "query.h"
 
-#define UDP_BATCH 32
-/* Larger than any answer we relay is unnecessary: a query bigger than this is
- * malformed for our purposes (MSG_TRUNC tells us). */
-#define UDP_QUERY_MAX 4096
 
 void tcp_client_accept(struct proxy *px, struct listener *l, int fd, const struct net_addr *peer);
 
@@ -26,42 +21,25 @@ static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct listener *l = w->data;
     struct proxy *px = l->px;
-    static_assert(UDP_BATCH * UDP_QUERY_MAX <= 256 * 1024, "receive buffers live on the stack");
-    uint8_t bufs[UDP_BATCH][UDP_QUERY_MAX];
-    struct mmsghdr mm[UDP_BATCH];
-    struct iovec iov[UDP_BATCH];
-    struct net_addr from[UDP_BATCH];
+    struct net_batch b;
     (void)loop;
     (void)revents;
 
     /* Bounded: a flood cannot keep this callback from returning to the loop. */
     for (int round = 0; round < 4 && l->open; round++) {
-        for (int i = 0; i < UDP_BATCH; i++) {
-            iov[i].iov_base = bufs[i];
-            iov[i].iov_len = sizeof bufs[i];
-            memset(&mm[i].msg_hdr, 0, sizeof mm[i].msg_hdr);
-            mm[i].msg_hdr.msg_name = &from[i].u.ss;
-            mm[i].msg_hdr.msg_namelen = sizeof from[i].u.ss;
-            mm[i].msg_hdr.msg_iov = &iov[i];
-            mm[i].msg_hdr.msg_iovlen = 1;
-        }
-        int n = recvmmsg(l->fd, mm, UDP_BATCH, MSG_DONTWAIT, NULL);
-        if (n < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                log_limited(&recv_limit, LOG_LVL_WARN, "recv on %s: %s", "UDP listener", strerror(errno));
-            break;
-        }
+        int n = net_recv_batch(l->fd, &b);
+        if (n < 0)
+            log_limited(&recv_limit, LOG_LVL_WARN, "recv on a UDP listener: %s", strerror(errno));
         for (int i = 0; i < n; i++) {
-            from[i].len = mm[i].msg_hdr.msg_namelen;
             px->stats.queries_udp++;
-            if (mm[i].msg_hdr.msg_flags & MSG_TRUNC) {
+            if (b.truncated[i]) {
                 px->stats.malformed_dropped++;
                 continue;
             }
-            struct client c = { .udp = l, .peer = from[i], .tcp = NULL };
-            query_receive(px, &c, bufs[i], mm[i].msg_len);
+            struct client c = { .udp = l, .peer = b.from[i], .tcp = NULL };
+            query_receive(px, &c, b.buf[i], b.len[i]);
         }
-        if (n < UDP_BATCH)
+        if (n < NET_BATCH)
             break;
     }
 }

@@ -17,6 +17,15 @@ static const char *const level_names[] = {
     [LOG_LVL_INFO] = "info", [LOG_LVL_DEBUG] = "debug",
 };
 
+const char *log_iso_time(double ts, char *buf, size_t bufsz)
+{
+    time_t s = (time_t)ts;
+    struct tm tm;
+    if (ts <= 0 || !gmtime_r(&s, &tm) || !strftime(buf, bufsz, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(buf, bufsz, "-");
+    return buf;
+}
+
 void log_setup(enum log_level level, bool use_syslog)
 {
     if (log_state.use_syslog && !use_syslog)

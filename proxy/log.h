@@ -4,6 +4,7 @@
 #define DOTWARD_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum log_level { LOG_LVL_ERR = 3, LOG_LVL_WARN = 4, LOG_LVL_NOTICE = 5, LOG_LVL_INFO = 6, LOG_LVL_DEBUG = 7 };
 
@@ -13,6 +14,10 @@ enum log_level log_get_level(void);
 /* Parses "error", "warning", "notice", "info", "debug"; returns -1 if unknown. */
 int log_level_parse(const char *s);
 const char *log_level_str(enum log_level level);
+
+/* Wall-clock seconds as "2026-11-29T12:00:00Z" (UTC); "-" for 0 or less
+ * (never). Returns buf. */
+const char *log_iso_time(double ts, char *buf, size_t bufsz);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

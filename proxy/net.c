@@ -455,3 +455,27 @@ fail:
     net_close_keep_errno(fd);
     return -1;
 }
+
+int net_recv_batch(int fd, struct net_batch *b)
+{
+    struct mmsghdr mm[NET_BATCH];
+    struct iovec iov[NET_BATCH];
+    for (int i = 0; i < NET_BATCH; i++) {
+        iov[i].iov_base = b->buf[i];
+        iov[i].iov_len = sizeof b->buf[i];
+        memset(&mm[i].msg_hdr, 0, sizeof mm[i].msg_hdr);
+        mm[i].msg_hdr.msg_name = &b->from[i].u.ss;
+        mm[i].msg_hdr.msg_namelen = sizeof b->from[i].u.ss;
+        mm[i].msg_hdr.msg_iov = &iov[i];
+        mm[i].msg_hdr.msg_iovlen = 1;
+    }
+    int n = recvmmsg(fd, mm, NET_BATCH, MSG_DONTWAIT, NULL);
+    if (n < 0)
+        return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : -1;
+    for (int i = 0; i < n; i++) {
+        b->from[i].len = mm[i].msg_hdr.msg_namelen;
+        b->len[i] = mm[i].msg_len;
+        b->truncated[i] = (mm[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
+    }
+    return n;
+}

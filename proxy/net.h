@@ -55,4 +55,19 @@ int net_udp_ephemeral(int family);
 /* Starts a non-blocking connect; returns fd (connect may be in progress) or -1. */
 int net_tcp_connect(const struct net_addr *a);
 
+/* One recvmmsg(2) worth of datagrams. Each carries at most NET_BATCH_BYTES;
+ * a longer one is marked truncated. About 130 KB: callers keep it on their
+ * stack, which is fine in the loop's own thread. */
+#define NET_BATCH 32
+#define NET_BATCH_BYTES 4096
+struct net_batch {
+    uint8_t buf[NET_BATCH][NET_BATCH_BYTES];
+    size_t len[NET_BATCH];
+    bool truncated[NET_BATCH];
+    struct net_addr from[NET_BATCH];
+};
+/* Reads up to NET_BATCH datagrams without blocking. Returns how many (0 when
+ * none are waiting), or -1 with errno on a real error. */
+int net_recv_batch(int fd, struct net_batch *b);
+
 #endif

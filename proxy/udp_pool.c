@@ -15,13 +15,12 @@
 #include "upstream.h"
 #include "wire.h"
 
-#define UDP_ANSWER_MAX 4096   /* edns-buffer-size is at most this */
+#define UDP_ANSWER_MAX NET_BATCH_BYTES   /* edns-buffer-size is at most this */
 /* A batch socket is kept for this long or this many queries, so answers come
  * back in larger recvmmsg batches. Each query's port stays uniformly random
  * among the pool to an off-path attacker: only the choice is made less often. */
 #define BATCH_SECONDS 0.005
 #define BATCH_QUERIES 128
-#define RECV_BATCH 32
 
 struct udp_sock {
     struct udp_pool *pool;
@@ -269,39 +268,21 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct udp_sock *s = w->data;
     struct udp_pool *p = s->pool;
-    uint8_t bufs[RECV_BATCH][UDP_ANSWER_MAX];
-    struct mmsghdr mm[RECV_BATCH];
-    struct iovec iov[RECV_BATCH];
-    struct net_addr from[RECV_BATCH];
+    struct net_batch b;
     (void)loop;
     (void)revents;
     /* The socket may retire and be freed while answers are handled: keep it
      * alive until this batch is done by counting the batch as pending. */
     s->pending++;
     for (int round = 0; round < 4; round++) {
-        for (int i = 0; i < RECV_BATCH; i++) {
-            iov[i].iov_base = bufs[i];
-            iov[i].iov_len = sizeof bufs[i];
-            memset(&mm[i].msg_hdr, 0, sizeof mm[i].msg_hdr);
-            mm[i].msg_hdr.msg_name = &from[i].u.ss;
-            mm[i].msg_hdr.msg_namelen = sizeof from[i].u.ss;
-            mm[i].msg_hdr.msg_iov = &iov[i];
-            mm[i].msg_hdr.msg_iovlen = 1;
-        }
-        int n = recvmmsg(s->fd, mm, RECV_BATCH, MSG_DONTWAIT, NULL);
-        if (n < 0) {
-            /* ECONNREFUSED and friends do not reach unconnected sockets; anything
-             * else is transient. */
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                log_limited(&recv_limit, LOG_LVL_WARN, "upstream UDP recv: %s", strerror(errno));
-            break;
-        }
-        for (int i = 0; i < n; i++) {
-            from[i].len = mm[i].msg_hdr.msg_namelen;
-            handle_answer(p, s, bufs[i], mm[i].msg_len, &from[i],
-                          (mm[i].msg_hdr.msg_flags & MSG_TRUNC) != 0);
-        }
-        if (n < RECV_BATCH)
+        /* ECONNREFUSED and friends do not reach unconnected sockets; anything
+         * else is transient. */
+        int n = net_recv_batch(s->fd, &b);
+        if (n < 0)
+            log_limited(&recv_limit, LOG_LVL_WARN, "upstream UDP recv: %s", strerror(errno));
+        for (int i = 0; i < n; i++)
+            handle_answer(p, s, b.buf[i], b.len[i], &b.from[i], b.truncated[i]);
+        if (n < NET_BATCH)
             break;
     }
     s->pending--;
