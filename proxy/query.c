@@ -352,12 +352,13 @@ void query_on_try_failed(struct query_try *t, int why)
     if (up->tls_policy == UPSTREAM_TLS_OPPORTUNISTIC && t->via == TRY_DOT) {
         /* RFC 9539 4.6.5-4.6.7: the same question goes to the same server
          * over Do53 at once; the client never waits for DoT to recover. */
-        count_fallback(px, why);
-        if (px->probes)
-            probe_table_count_fallbacks(px->probes, &up->addr, 1);
         q->dot_failed = up;
-        if (running && start_try(q, up, q->want_tcp ? TRY_TCP : TRY_UDP, now) == 0)
+        if (running && start_try(q, up, q->want_tcp ? TRY_TCP : TRY_UDP, now) == 0) {
+            count_fallback(px, why);
+            if (px->probes)
+                probe_table_count_fallbacks(px->probes, &up->addr, 1);
             return;
+        }
     } else {
         if (t->via == TRY_DOT)
             px->stats.strict_failures++;
