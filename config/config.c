@@ -497,6 +497,62 @@ static int config_set(struct config_parse *p, const struct config_option *o, con
         *(char **)field = s;
         return 0;
     }
+    case CONFIG_T_FILE: {
+        char *s = NULL;
+        if (value[0] && value[0] != '/') {
+            config_error(p, src->where, "%s: '%s' is not an absolute path", src->label, value);
+            return -1;
+        }
+        if (strlen(value) > CONFIG_FILE_MAX) {
+            config_error(p, src->where, "%s: '%.40s...' is too long (max %d bytes)", src->label, value,
+                         CONFIG_FILE_MAX);
+            return -1;
+        }
+        if (value[0] && !(s = strdup(value))) {
+            config_error(p, src->where, "out of memory");
+            return -1;
+        }
+        free(*(char **)field);
+        *(char **)field = s;
+        return 0;
+    }
+    case CONFIG_T_ADDR: {
+        bool *set = config_field(c, o->n_off);
+        struct net_addr a;
+        if (!value[0]) {
+            memset(field, 0, sizeof(struct net_addr));
+            *set = false;
+            return 0;
+        }
+        /* Port 0 cannot be written, so it stands for "no port given". */
+        if (net_addr_parse(value, 0, &a) < 0) {
+            config_error(p, src->where, "%s: '%s' is not a valid address (IP:PORT)", src->label, value);
+            return -1;
+        }
+        if (net_addr_port(&a) == 0) {
+            config_error(p, src->where, "%s: '%s' needs a port (IP:PORT or [IPv6]:PORT)", src->label, value);
+            return -1;
+        }
+        memcpy(field, &a, sizeof(a));
+        *set = true;
+        return 0;
+    }
+    case CONFIG_T_NAME: {
+        char *s = NULL;
+        if (value[0] && !config_account_name_valid(value)) {
+            config_error(p, src->where,
+                         "%s: '%s' is not a valid name (letters a-z, digits, '_', '-'; at most %d bytes)",
+                         src->label, value, CONFIG_NAME_MAX);
+            return -1;
+        }
+        if (value[0] && !(s = strdup(value))) {
+            config_error(p, src->where, "out of memory");
+            return -1;
+        }
+        free(*(char **)field);
+        *(char **)field = s;
+        return 0;
+    }
     case CONFIG_T_ENUM:
         if (config_parse_choice(o->choices, value, field) < 0) {
             char names[128];
@@ -765,6 +821,17 @@ static void config_apply_overrides(struct config_parse *p, const struct config_o
         src.label = "--control";
         config_set(p, o, ov->control_socket, &src);
     }
+    if (ov->state_file) {
+        /* "" turns off a state file named in the file. */
+        o = config_option_find(CONFIG_SEC_PROBE, "state-file");
+        src.label = "--state-file";
+        config_set(p, o, ov->state_file, &src);
+    }
+    if (ov->metrics_listen) {
+        o = config_option_find(CONFIG_SEC_SERVER, "metrics-listen");
+        src.label = "--metrics-listen";
+        config_set(p, o, ov->metrics_listen, &src);
+    }
     level = p->c->log_level + ov->verbose;
     if (level > LOG_LVL_DEBUG)
         level = LOG_LVL_DEBUG;
@@ -838,7 +905,8 @@ void config_free(struct config *c)
         const struct config_option *o = &config_options[i];
         if (config_list_elem_size(o->type))
             config_list_clear(c, o);
-        else if (o->type == CONFIG_T_STRING || o->type == CONFIG_T_PATH)
+        else if (o->type == CONFIG_T_STRING || o->type == CONFIG_T_PATH || o->type == CONFIG_T_FILE ||
+                 o->type == CONFIG_T_NAME)
             free(*(char **)config_field(c, o->off));
     }
     free(c->path);
@@ -907,8 +975,17 @@ bool config_equal(const struct config *a, const struct config *b)
             if (*(const double *)fa != *(const double *)fb)
                 return false;
             break;
+        case CONFIG_T_ADDR: {
+            bool sa = *(const bool *)((const char *)a + o->n_off);
+            bool sb = *(const bool *)((const char *)b + o->n_off);
+            if (sa != sb || (sa && !net_addr_equal(fa, fb)))
+                return false;
+            break;
+        }
         case CONFIG_T_STRING:
         case CONFIG_T_PATH:
+        case CONFIG_T_FILE:
+        case CONFIG_T_NAME:
             if (!config_str_equal(*(char *const *)fa, *(char *const *)fb))
                 return false;
             break;

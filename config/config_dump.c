@@ -67,8 +67,17 @@ const char *config_scalar_str(const struct config *c, const struct config_option
     case CONFIG_T_DURATION:
         config_format_duration(*(const double *)f, buf, bufsz);
         break;
+    case CONFIG_T_ADDR:
+        /* Unset: empty, which reads back as "none". */
+        if (*(const bool *)((const char *)c + o->n_off))
+            net_addr_str(f, buf, bufsz);
+        else
+            snprintf(buf, bufsz, "%s", "");
+        break;
     case CONFIG_T_STRING:
-    case CONFIG_T_PATH: {
+    case CONFIG_T_PATH:
+    case CONFIG_T_FILE:
+    case CONFIG_T_NAME: {
         const char *s;
         memcpy(&s, f, sizeof(s));
         snprintf(buf, bufsz, "%s", s ? s : "");

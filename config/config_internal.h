@@ -17,6 +17,9 @@ enum config_type {
     CONFIG_T_STRING,
     CONFIG_T_ENUM,
     CONFIG_T_PATH,     /* optional absolute socket path: char *, NULL = none */
+    CONFIG_T_FILE,     /* optional absolute file path: char *, NULL = none */
+    CONFIG_T_ADDR,     /* optional IP:PORT: struct net_addr, with a bool "set" at n_off */
+    CONFIG_T_NAME,     /* optional user or group name: char *, NULL = none */
     /* Lists last: code tests type >= CONFIG_T_LISTEN. */
     CONFIG_T_LISTEN,   /* list of struct net_addr */
     CONFIG_T_PREFIX,   /* list of struct net_prefix */
@@ -29,7 +32,8 @@ struct config_choice {
 };
 
 /* One row of options.def. `off` is the field's offset in struct config;
- * for lists `n_off` is the offset of the count. */
+ * for lists `n_off` is the offset of the count, for CONFIG_T_ADDR the
+ * offset of the bool that says whether the address is set. */
 struct config_option {
     enum config_section section;
     const char *key;
@@ -62,6 +66,13 @@ const char *config_format_duration(double v, char *buf, size_t bufsz);
 bool config_host_name_valid(const char *s);
 /* Longest control-socket path: sizeof(sun_path) - 1. */
 #define CONFIG_PATH_MAX 107
+/* Longest file path (CONFIG_T_FILE): room is left below PATH_MAX for
+ * suffixes such as the state file's ".tmp.<pid>". */
+#define CONFIG_FILE_MAX 1024
+/* Longest user or group name (CONFIG_T_NAME), as useradd allows. */
+#define CONFIG_NAME_MAX 32
+/* User and group names: [a-z_][a-z0-9_-]*, optionally ending in '$'. */
+bool config_account_name_valid(const char *s);
 /* Zone text ("." or "example.org" or "example.org.") into a malloc'd
  * lower-case absolute name; NULL if invalid (errno ENOMEM on allocation). */
 char *config_zone_normalize(const char *s);

@@ -50,6 +50,10 @@ const struct config_choice config_log_level_choices[] = {
 #define CONFIG_DURATION(s, k, f, d, lo, hi, h) _Static_assert(CONFIG_IS(f, double), "double field: " k);
 #define CONFIG_STRING(s, k, f, d, h) _Static_assert(CONFIG_IS(f, char *), "string field: " k);
 #define CONFIG_PATH(s, k, f, d, h) _Static_assert(CONFIG_IS(f, char *), "path field: " k);
+#define CONFIG_FILE(s, k, f, d, h) _Static_assert(CONFIG_IS(f, char *), "file field: " k);
+#define CONFIG_ADDR(s, k, f, flag, d, h) \
+    _Static_assert(CONFIG_IS(f, struct net_addr) && CONFIG_IS(flag, bool), "address field: " k);
+#define CONFIG_NAME(s, k, f, d, h) _Static_assert(CONFIG_IS(f, char *), "name field: " k);
 /* Enum fields are stored through an int *. */
 #define CONFIG_ENUM(s, k, f, d, c, h) _Static_assert(sizeof(CONFIG_FIELD(f)) == sizeof(int), "enum field: " k);
 #include "options.def"
@@ -59,6 +63,9 @@ const struct config_choice config_log_level_choices[] = {
 #undef CONFIG_DURATION
 #undef CONFIG_STRING
 #undef CONFIG_PATH
+#undef CONFIG_FILE
+#undef CONFIG_ADDR
+#undef CONFIG_NAME
 #undef CONFIG_ENUM
 
 #define CONFIG_OFF(f) offsetof(struct config, f)
@@ -74,6 +81,12 @@ const struct config_choice config_log_level_choices[] = {
     { CONFIG_SEC_##s, k, CONFIG_T_STRING, CONFIG_OFF(f), 0, d, 0, 0, NULL, h },
 #define CONFIG_PATH(s, k, f, d, h) \
     { CONFIG_SEC_##s, k, CONFIG_T_PATH, CONFIG_OFF(f), 0, d, 0, 0, NULL, h },
+#define CONFIG_FILE(s, k, f, d, h) \
+    { CONFIG_SEC_##s, k, CONFIG_T_FILE, CONFIG_OFF(f), 0, d, 0, 0, NULL, h },
+#define CONFIG_ADDR(s, k, f, flag, d, h) \
+    { CONFIG_SEC_##s, k, CONFIG_T_ADDR, CONFIG_OFF(f), CONFIG_OFF(flag), d, 0, 0, NULL, h },
+#define CONFIG_NAME(s, k, f, d, h) \
+    { CONFIG_SEC_##s, k, CONFIG_T_NAME, CONFIG_OFF(f), 0, d, 0, 0, NULL, h },
 #define CONFIG_ENUM(s, k, f, d, c, h) \
     { CONFIG_SEC_##s, k, CONFIG_T_ENUM, CONFIG_OFF(f), 0, d, 0, 0, c, h },
 const struct config_option config_options[] = {
@@ -85,6 +98,9 @@ const struct config_option config_options[] = {
 #undef CONFIG_DURATION
 #undef CONFIG_STRING
 #undef CONFIG_PATH
+#undef CONFIG_FILE
+#undef CONFIG_ADDR
+#undef CONFIG_NAME
 #undef CONFIG_ENUM
 
 const size_t config_n_options = sizeof(config_options) / sizeof(config_options[0]);

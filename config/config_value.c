@@ -209,6 +209,25 @@ static bool config_name_valid(const char *s, const char *extra, bool host)
     return true;
 }
 
+bool config_account_name_valid(const char *s)
+{
+    size_t i, n = strlen(s);
+
+    if (n == 0 || n > CONFIG_NAME_MAX)
+        return false;
+    if (!((s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
+        return false;
+    for (i = 1; i < n; i++) {
+        char ch = s[i];
+        if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-')
+            continue;
+        if (ch == '$' && i == n - 1) /* Samba machine accounts */
+            continue;
+        return false;
+    }
+    return true;
+}
+
 bool config_host_name_valid(const char *s)
 {
     return config_name_valid(s, "-", true);

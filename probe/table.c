@@ -1,4 +1,4 @@
-/* probe/table.c: the per-IP DoT table. entry_set_status() is the only
+/* probe/table.c: the per-IP DoT table. entry_transition() is the only
  * writer of a status; everything else reports outcomes to it. */
 #include "table.h"
 
@@ -178,6 +178,17 @@ static void lru_push_front(struct probe_table *t, struct probe_entry *e)
     t->lru_head = e;
 }
 
+static void lru_push_back(struct probe_table *t, struct probe_entry *e)
+{
+    e->lru_next = NULL;
+    e->lru_prev = t->lru_tail;
+    if (t->lru_tail)
+        t->lru_tail->lru_next = e;
+    else
+        t->lru_head = e;
+    t->lru_tail = e;
+}
+
 static void lru_touch(struct probe_table *t, struct probe_entry *e)
 {
     if (t->lru_head == e)
@@ -234,8 +245,9 @@ double probe_entry_expiry(const struct probe_table *t, const struct probe_entry 
     }
 }
 
-static void entry_set_status(struct probe_table *t, struct probe_entry *e, enum probe_status to,
-                             const char *reason, double now)
+/* Every status change, logged once at `level`. */
+static void entry_transition(struct probe_table *t, struct probe_entry *e, enum probe_status to,
+                             const char *reason, double now, enum log_level level)
 {
     enum probe_status from = e->status;
     if (from == to)
@@ -261,8 +273,14 @@ static void entry_set_status(struct probe_table *t, struct probe_entry *e, enum 
         snprintf(next, sizeof next, "probe after %u visits", t->pol.probe_after_visits);
         break;
     }
-    log_limited(&e->loglim, LOG_LVL_INFO, "dot-probe: %s %s -> %s (%s; %s)", ip,
+    log_limited(&e->loglim, level, "dot-probe: %s %s -> %s (%s; %s)", ip,
                 status_names[from], status_names[to], reason && *reason ? reason : "-", next);
+}
+
+static void entry_set_status(struct probe_table *t, struct probe_entry *e, enum probe_status to,
+                             const char *reason, double now)
+{
+    entry_transition(t, e, to, reason, now, LOG_LVL_INFO);
 }
 
 /* ---- entries -------------------------------------------------------------- */
@@ -638,4 +656,36 @@ const struct probe_counters *probe_table_totals(const struct probe_table *t) { r
 void probe_table_set_authoritative(struct probe_entry *e, bool authoritative)
 {
     e->authoritative = authoritative;
+}
+
+int probe_table_restore(struct probe_table *t, const struct probe_saved *s, double now)
+{
+    struct probe_key k;
+    if (key_of(&s->ip, &k) < 0 || (unsigned)s->last_outcome >= PROBE_OUTCOME_MAX ||
+        (s->status != PROBE_UNKNOWN && s->status != PROBE_GOOD && s->status != PROBE_BAD))
+        return -1;
+    if (find_key(t, &k))
+        return 1;
+    if (t->size >= t->pol.max_entries)
+        return -1;  /* the file was saved most recent first: keep what came before */
+    struct probe_entry *e = entry_create(t, &k, &s->ip, s->zone, now);
+    if (!e)
+        return -1;
+    lru_unlink(t, e);
+    lru_push_back(t, e);
+    e->first_seen = s->first_seen;
+    e->initiated = s->initiated;
+    e->completed = s->completed;
+    e->last_response = s->last_response;
+    e->visits = s->visits;
+    e->last_outcome = s->last_outcome;
+    snprintf(e->reason, sizeof e->reason, "%s", s->reason ? s->reason : "");
+    e->verified = s->verified;
+    e->authoritative = s->authoritative;
+    e->counters = s->counters;
+    e->session = s->session;
+    if (s->status != PROBE_UNKNOWN)
+        entry_transition(t, e, s->status, "restored from the state file", now, LOG_LVL_DEBUG);
+    e->status_since = s->status_since > 0 ? s->status_since : now;
+    return 0;
 }

@@ -163,6 +163,30 @@ unsigned probe_table_queued(const struct probe_table *t);
 /* Sum of every entry's counters, including entries since evicted or forgotten. */
 const struct probe_counters *probe_table_totals(const struct probe_table *t);
 
+/* One entry as read back from a state file (probe/state.c). */
+struct probe_saved {
+    struct net_addr ip;            /* port ignored */
+    const char *zone;              /* borrowed; NULL = "." */
+    enum probe_status status;      /* PROBE_UNKNOWN, PROBE_GOOD or PROBE_BAD */
+    double status_since, first_seen, initiated, completed, last_response;
+    unsigned visits;
+    enum probe_outcome last_outcome;
+    const char *reason;            /* borrowed; NULL = none */
+    bool verified, authoritative;
+    struct probe_counters counters;
+    struct tls_session *session;   /* taken if restored (return 0), else still the caller's */
+};
+/* Adds a saved entry as it was, for a restart (RFC 9539 §4.5): no visit is
+ * counted, no probe starts, so a Good entry is used for DoT at once. The
+ * status is written by the table's one status writer, logged at debug
+ * (the loader logs one summary). Restored entries go to the least
+ * recently visited end, so restoring a file saved most recent first keeps
+ * its order; nothing is evicted for them. Their counters are the entry's
+ * history; the totals (metrics of this process) do not include them.
+ * Returns 0 if restored, 1 if the IP has an entry already (nothing
+ * changes), -1 if the table is full, out of memory, or `s` is invalid. */
+int probe_table_restore(struct probe_table *t, const struct probe_saved *s, double now);
+
 /* When the entry's status next changes by itself: Good -> last_response +
  * persistence, Bad -> completed + damping; 0 for Unknown and Busy. */
 double probe_entry_expiry(const struct probe_table *t, const struct probe_entry *e);

@@ -371,6 +371,7 @@ int main(int argc, char **argv)
         config_free(app.setup_cfg);
     }
     if (app.px) {
+        proxy_state_save(app.px); /* after the drain: the table's last word */
         proxy_log_stats(app.px);
         metrics_http_free(app.metrics);
         app.metrics = NULL;

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "outbox.h"
 #include "probe/prober.h"
+#include "probe/state.h"
 #include "probe/table.h"
 #include "stream.h"
 #include "tls.h"
@@ -131,6 +132,55 @@ void proxy_probe_on_start(struct proxy *px)
         }
 }
 
+/* ---- the probe table across restarts (RFC 9539 §4.5, probe/state.h) ---- */
+
+void proxy_state_save(struct proxy *px)
+{
+    const char *path = px->cfg->state_file;
+    char err[512];
+    if (!path || !px->probes)
+        return;
+    ev_now_update(px->loop);
+    int n = probe_state_save(px->probes, path, ev_now(px->loop), err, sizeof err);
+    if (n < 0)
+        log_warn("probe state: not saved: %s", err);
+    else
+        log_debug("probe state: saved %d entries to %s", n, path);
+}
+
+static void save_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    proxy_state_save(w->data);
+}
+
+/* (Re)arms the save timer for the running config. */
+static void state_timer_update(struct proxy *px)
+{
+    ev_timer_stop(px->loop, &px->save_timer);
+    if (!px->cfg->state_file)
+        return;
+    ev_timer_set(&px->save_timer, px->cfg->save_interval, px->cfg->save_interval);
+    ev_timer_start(px->loop, &px->save_timer);
+}
+
+/* Before any probe, so that a restored Good entry is not probed again. A
+ * bad file costs what it knew, never the start. */
+static void state_load(struct proxy *px)
+{
+    const char *path = px->cfg->state_file;
+    char err[512];
+    if (!path || !px->probes)
+        return;
+    ev_now_update(px->loop);
+    int n = probe_state_load(px->probes, path, ev_now(px->loop), err, sizeof err);
+    if (n == PROBE_STATE_MISSING)
+        log_info("probe state: no state file yet (%s): starting with an empty table", err);
+    else if (n < 0)
+        log_warn("probe state: %s: ignored, starting with an empty table", err);
+}
+
 static struct listener *find_listener(struct listener **list, size_t n, const struct net_addr *a, bool tcp)
 {
     for (size_t i = 0; i < n; i++)
@@ -192,11 +242,15 @@ struct proxy *proxy_new(struct ev_loop *loop, struct config *cfg, struct route_t
     px->flush_watcher.data = px;
     ev_prepare_start(loop, &px->flush_watcher);
     px->started = ev_now(loop);
+    ev_init(&px->save_timer, save_timer_cb);
+    px->save_timer.data = px;
     px->udp = udp_pool_new(px);
     if (!px->udp || dot_setup(px) < 0 || open_listeners(px, cfg, &px->listeners, &px->n_listeners) < 0) {
         proxy_free(px);
         return NULL;
     }
+    state_load(px);
+    state_timer_update(px);
     return px;
 }
 
@@ -212,8 +266,14 @@ int proxy_reconfigure(struct proxy *px, struct config *cfg, struct route_table *
     release_listeners(px->listeners, px->n_listeners, list, n);
     px->listeners = list;
     px->n_listeners = n;
+    /* A new state-file is written from now on, not read: the table in
+     * memory is newer than any file. */
+    bool save_changed = (cfg->state_file == NULL) != (px->cfg->state_file == NULL) ||
+                        cfg->save_interval != px->cfg->save_interval;
     config_free(px->cfg);
     px->cfg = cfg;
+    if (save_changed)
+        state_timer_update(px);
     route_table_unref(px->routes);
     px->routes = routes;
     return 0;
@@ -280,6 +340,7 @@ void proxy_free(struct proxy *px)
     ev_prepare_stop(px->loop, &px->flush_watcher);
     ev_timer_stop(px->loop, &px->warmup);
     ev_timer_stop(px->loop, &px->drain_timer);
+    ev_timer_stop(px->loop, &px->save_timer);
     config_free(px->cfg);
     free(px);
 }

@@ -54,6 +54,7 @@ struct proxy {
     ev_prepare flush_watcher;
     bool draining;
     ev_timer drain_timer;
+    ev_timer save_timer;                /* writes the probe table every save-interval */
     void (*on_drained)(struct proxy *px);  /* set by main */
 };
 
@@ -73,6 +74,10 @@ void proxy_drained(struct proxy *px);
 void proxy_log_stats(const struct proxy *px);
 /* probe-on-start: probes the opportunistic upstreams named in the config. */
 void proxy_probe_on_start(struct proxy *px);
+/* Writes the probe table to the config's state-file now (nothing without
+ * one); a failure is a warning. proxy_new() reads the file back before any
+ * probe and saves every save-interval; main calls this at exit. */
+void proxy_state_save(struct proxy *px);
 /* After start and each reload: probe-on-start, once the deferred part of the
  * TLS set-up (the CA store) is done. */
 void proxy_start_probing(struct proxy *px);
