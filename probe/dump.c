@@ -16,11 +16,11 @@ static const char *const dump_status[PROBE_STATUS_MAX] = {
 
 int probe_table_dump(const struct probe_table *t, FILE *out)
 {
-    char ip[NET_ADDRSTRLEN], t1[32], t2[32], t3[32], t4[32], t5[32], t6[32];
+    char ip[NET_ADDRSTRLEN], t1[32], t2[32], t3[32], t4[32], t5[32], t6[32], t7[32];
     char reason[sizeof ((struct probe_entry *)0)->reason];
     fprintf(out, "; DoT probing map follows\n"
                  "; ip\tdomain\tcount\tstatus\tttd\tfirst_seen\tinitiated\tcompleted\tlast_response"
-                 "\tlast_activity\tprobes\tsuccesses\tfailures\tdot_queries\tfallbacks\tverified\treason\n");
+                 "\tlast_activity\tprobes\tsuccesses\tfailures\tdot_queries\tfallbacks\tverified\tsince\treason\n");
     fprintf(out, "; %zu Busy entries\n", probe_table_count(t, PROBE_BUSY));
     for (const struct probe_entry *e = probe_table_first(t); e; e = probe_table_next(e)) {
         unsigned long long fails = 0;
@@ -34,7 +34,7 @@ int probe_table_dump(const struct probe_table *t, FILE *out)
         reason[i] = 0;
         size_t zl = strlen(e->zone);
         const char *dot = zl > 0 && e->zone[zl - 1] == '.' ? "" : ".";
-        fprintf(out, "%s\t%s%s\t%u\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%llu\t%llu\t%llu\t%llu\t%llu\t%d\t%s\n",
+        fprintf(out, "%s\t%s%s\t%u\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%llu\t%llu\t%llu\t%llu\t%llu\t%d\t%s\t%s\n",
                 net_ip_str(&e->ip, ip, sizeof ip), e->zone, dot, e->visits,
                 dump_status[e->status], log_iso_time(probe_entry_expiry(t, e), t1, sizeof t1),
                 log_iso_time(e->first_seen, t2, sizeof t2), log_iso_time(e->initiated, t3, sizeof t3),
@@ -42,7 +42,7 @@ int probe_table_dump(const struct probe_table *t, FILE *out)
                 log_iso_time(e->last_activity, t6, sizeof t6),
                 (unsigned long long)e->counters.probes, (unsigned long long)e->counters.successes, fails,
                 (unsigned long long)e->counters.dot_queries, (unsigned long long)e->counters.fallbacks,
-                e->verified, *reason ? reason : "-");
+                e->verified, log_iso_time(e->status_since, t7, sizeof t7), *reason ? reason : "-");
     }
     return ferror(out) ? -1 : 0;
 }

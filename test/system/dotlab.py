@@ -530,7 +530,7 @@ class LabDotward(harness.Dotward):
 
 
 DUMP_FIELDS = ("ip domain count status ttd first_seen initiated completed last_response "
-               "last_activity probes successes failures dot_queries fallbacks verified reason").split()
+               "last_activity probes successes failures dot_queries fallbacks verified since reason").split()
 
 
 def parse_dump(text):

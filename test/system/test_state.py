@@ -184,7 +184,7 @@ def dump_probes(tool, sock):
     r = subprocess.run([tool, "-s", sock, "dump-probes"], capture_output=True, text=True, timeout=10)
     assert r.returncode == 0, "dump-probes -> %d: %s%s" % (r.returncode, r.stdout, r.stderr)
     cols = ("ip domain count status ttd first_seen initiated completed last_response last_activity "
-            "probes successes failures dot_queries fallbacks verified reason").split()
+            "probes successes failures dot_queries fallbacks verified since reason").split()
     return {ln.split("\t")[0]: dict(zip(cols, ln.split("\t"))) for ln in r.stdout.splitlines()
             if ln.strip() and not ln.startswith(";")}
 
