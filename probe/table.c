@@ -689,3 +689,8 @@ int probe_table_restore(struct probe_table *t, const struct probe_saved *s, doub
     e->status_since = s->status_since > 0 ? s->status_since : now;
     return 0;
 }
+
+void probe_table_set_policy(struct probe_table *t, const struct probe_policy *pol)
+{
+    t->pol = *pol;
+}

@@ -110,6 +110,9 @@ struct probe_table *probe_table_new(const struct probe_policy *pol, uint32_t see
 /* Frees every entry and session. Call prober_free first (it stops probes). */
 void probe_table_free(struct probe_table *t);
 const struct probe_policy *probe_table_policy(const struct probe_table *t);
+/* A reload: the new policy applies to every later decision (expiry, probes
+ * started from now on); entries and running probes are kept. */
+void probe_table_set_policy(struct probe_table *t, const struct probe_policy *pol);
 /* Borrowed `ops`/`arg`; NULL detaches. Attaching starts queued probes. */
 void probe_table_set_sched(struct probe_table *t, const struct probe_sched *ops, void *arg, double now);
 

@@ -272,6 +272,11 @@ int proxy_reconfigure(struct proxy *px, struct config *cfg, struct route_table *
                         cfg->save_interval != px->cfg->save_interval;
     config_free(px->cfg);
     px->cfg = cfg;
+    if (px->probes) {
+        struct probe_policy pol;
+        probe_policy_from_config(cfg, &pol);
+        probe_table_set_policy(px->probes, &pol);
+    }
     if (save_changed)
         state_timer_update(px);
     route_table_unref(px->routes);

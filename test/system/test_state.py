@@ -402,3 +402,48 @@ def test_kill9_during_save(dotward_bin, nsd, tmp_path):
             mid_save += 1
             os.unlink(tmp)
     print("kills that landed inside a save: %d of 20" % mid_save)
+
+
+def test_reload_keeps_dot_connection_and_table(need_dot, dotward, dotward_bin, tmp_path):
+    """A reload keeps the probe table and the open DoT connection of an
+    unchanged upstream, and applies a changed probe policy."""
+    addr = dot_addr()
+    port = harness.free_port(addr)
+    nsd = DotNsd(tmp_path / "nsd", addr, port).start()
+    tool = control_tool(dotward_bin)
+    sock = str(tmp_path / "ctl.sock")
+    conf = ("[server]\nlisten = {listen}\ncontrol-socket = %s\n[forward]\nupstream = %s:%d\n"
+            "[probe]\ndamping = %s\n")
+    try:
+        d = dotward(config=conf % (sock, addr, port, "1d"), args=["-v"])
+        assert d.wait_log("dot-probe: %s busy -> good" % addr, cap=8), d.describe()
+        for _ in range(3):
+            ask_ok(d)
+        st0 = d.stats()
+        assert st0["dot_answers"] >= 3 and st0["dot_connections"] == 1, st0
+        d.write_config(conf.replace("{listen}", "%s:%d" % (d.addr, d.port)) % (sock, addr, port, "2h"))
+        mark = len(d.stderr())
+        d.send_signal(signal.SIGHUP)
+        assert d.wait_log("reloaded", cap=5, after=mark), d.describe()
+        for _ in range(3):
+            ask_ok(d)
+        st1 = d.stats()
+        assert st1["dot_answers"] - st0["dot_answers"] == 3, (st0, st1)
+        assert st1["dot_connections"] == 1, "the DoT connection was reopened by the reload: %s" % st1
+        assert "probe started" not in d.stderr()[mark:], "re-probed after reload\n" + d.describe()
+        if tool:
+            row = dump_probes(tool, sock)[addr]
+            assert row["status"] == "Good" and row["probes"] == "1", row
+            # Force a failure: with the new damping, Bad lasts 2 h, not 1 d.
+            nsd.stop()
+            r = subprocess.run([tool, "-s", sock, "probe", addr], capture_output=True, text=True, timeout=5)
+            assert r.returncode == 0, r.stderr
+            assert harness.wait_until(lambda: dump_probes(tool, sock)[addr]["status"] == "Bad", cap=8), \
+                dump_probes(tool, sock)
+            row = dump_probes(tool, sock)[addr]
+            from datetime import datetime
+            ttd = datetime.strptime(row["ttd"], "%Y-%m-%dT%H:%M:%SZ")
+            completed = datetime.strptime(row["completed"], "%Y-%m-%dT%H:%M:%SZ")
+            assert abs((ttd - completed).total_seconds() - 7200) <= 2, row
+    finally:
+        nsd.stop()
