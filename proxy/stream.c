@@ -349,8 +349,13 @@ static void handle_frame(struct stream *s, uint8_t *msg, size_t len)
             return;
         }
         len = n;
-        if (keepalive >= 0)
+        if (keepalive >= 0) {
+            /* RFC 7828 3.2.2: close before the server does; 0 means as soon
+             * as nothing is outstanding. */
             s->idle_limit = keepalive / 10.0 - KEEPALIVE_MARGIN;
+            if (s->idle_limit < 0.001)
+                s->idle_limit = 0.001;
+        }
         px->stats.dot_answers++;
         if (px->probes && s->up->tls_policy == UPSTREAM_TLS_OPPORTUNISTIC)
             probe_table_dot_result(px->probes, &s->addr, PROBE_OK, NULL, ev_now(px->loop));
