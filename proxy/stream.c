@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,6 +24,7 @@
 #define DOT_PORT 853
 #define DOT_PAD_BLOCK 128            /* RFC 8467 4.1 */
 #define KEEPALIVE_MARGIN 0.5         /* s: close before the server says it will */
+#define QUICKACK_MAX_PENDING 8
 
 enum stream_state { STREAM_CLOSED, STREAM_CONNECTING, STREAM_HANDSHAKE, STREAM_OPEN };
 
@@ -33,7 +36,6 @@ struct stream {
     enum stream_state state;
     int fd;
     struct tls_conn *tls;
-    size_t tls_write_len;      /* a TLS write that wants to be retried with this length */
     bool want_write;           /* TLS needs EV_WRITE to make progress */
     bool session_saved;
     double idle_limit;         /* s; from config, lowered by the server's keepalive */
@@ -136,7 +138,6 @@ static void stream_reset(struct stream *s, enum probe_outcome why, const char *w
         close(s->fd);
     s->fd = -1;
     s->state = STREAM_CLOSED;
-    s->tls_write_len = 0;
     s->want_write = false;
     s->session_saved = false;
     bytebuf_free(&s->in);
@@ -222,23 +223,31 @@ static void mark_dirty(struct stream *s)
 static int flush_out(struct stream *s)
 {
     s->want_write = false;
-    while (bytebuf_len(&s->out) > 0) {
-        if (s->tls) {
-            /* A TLS write that blocked must be retried with the same length. */
-            size_t len = s->tls_write_len ? s->tls_write_len : bytebuf_len(&s->out);
-            int r = tls_write(s->tls, bytebuf_head(&s->out), len);
-            if (r > 0) {
-                s->tls_write_len = 0;
-                bytebuf_consume(&s->out, (size_t)r);
-                continue;
+    if (s->tls) {
+        /* One record per DNS message, all records in one send(). */
+        int r = tls_flush(s->tls);
+        if (r == TLS_IO_OK && bytebuf_len(&s->out) > 0) {
+            tls_cork(s->tls, true);
+            long flen;
+            while ((flen = bytebuf_frame(&s->out)) >= 0) {
+                int w = tls_write(s->tls, bytebuf_head(&s->out), (size_t)flen + 2);
+                if (w <= 0) {
+                    r = w == TLS_IO_WANT_READ || w == TLS_IO_WANT_WRITE ? TLS_IO_WANT_WRITE : TLS_IO_ERROR;
+                    break;
+                }
+                bytebuf_consume(&s->out, (size_t)w);
             }
-            if (r == TLS_IO_WANT_WRITE || r == TLS_IO_WANT_READ) {
-                s->tls_write_len = len;
-                s->want_write = r == TLS_IO_WANT_WRITE;
-                break;
-            }
-            return -1;
+            tls_cork(s->tls, false);
+            if (r != TLS_IO_ERROR)
+                r = tls_flush(s->tls);
         }
+        if (r == TLS_IO_ERROR)
+            return -1;
+        s->want_write = r == TLS_IO_WANT_WRITE;
+        update_io(s);
+        return 0;
+    }
+    while (bytebuf_len(&s->out) > 0) {
         ssize_t n = send(s->fd, bytebuf_head(&s->out), bytebuf_len(&s->out), MSG_NOSIGNAL);
         if (n > 0) {
             bytebuf_consume(&s->out, (size_t)n);
@@ -438,15 +447,23 @@ static void read_some(struct stream *s)
         }
         bytebuf_commit(&s->in, (size_t)n);
         handle_frames(s);
-        if (!s->tls || !tls_pending(s->tls)) {
-            if (!s->tls && n < STREAM_READ_CHUNK)
-                break;
-        }
+        if (!s->tls && n < STREAM_READ_CHUNK)
+            break; /* TLS reads on until it wants more bytes */
     }
-    if (s->state == STREAM_OPEN) {
-        save_session(s);
-        update_io(s);
+    if (s->state != STREAM_OPEN)
+        return;
+    save_session(s);
+    /* Bytes already read ahead get no new readiness event from the socket. */
+    if (s->tls && tls_pending(s->tls))
+        ev_feed_event(s->px->loop, &s->io, EV_READ);
+    /* With a few queries outstanding, acknowledge at once: a server that
+     * holds its next answer until our ACK (Nagle) would otherwise wait for
+     * our next query to carry it. Many outstanding keep ACKs delayed and cheap. */
+    if (s->pending.used >= 1 && s->pending.used <= QUICKACK_MAX_PENDING) {
+        int one = 1;
+        (void)setsockopt(s->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
     }
+    update_io(s);
 }
 
 static void opened(struct stream *s)

@@ -69,7 +69,12 @@ int tls_read(struct tls_conn *c, void *buf, size_t len);
  * WANT_READ/WANT_WRITE, call again with the same buf and len. */
 int tls_write(struct tls_conn *c, const void *buf, size_t len);
 /* Decrypted bytes are buffered: read them before waiting for EV_READ. */
-bool tls_pending(struct tls_conn *c);
+bool tls_pending(struct tls_conn *c);  /* bytes read ahead or decrypted, not yet returned */
+/* Corked, each tls_write() makes its own record but nothing is sent until
+ * tls_flush(): many small messages, one send(). (Some servers answer only
+ * the first DNS message of a TLS record, so messages must not share one.) */
+void tls_cork(struct tls_conn *c, bool on);
+int tls_flush(struct tls_conn *c);      /* TLS_IO_OK, TLS_IO_WANT_WRITE or TLS_IO_ERROR */
 /* Best effort close_notify, one non-blocking attempt. */
 void tls_shutdown(struct tls_conn *c);
 

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,9 +37,20 @@ struct tls_session {
     bool verified;  /* the verification record of the connection it came from */
 };
 
+/* One recv() fills this; wolfSSL's small record reads are served from it,
+ * so a burst of answers costs one syscall, not two per record. */
+#define TLS_READ_AHEAD 4096
+
 struct tls_conn {
     struct tls_ctx *ctx;
     WOLFSSL *ssl;
+    int fd;
+    uint8_t rbuf[TLS_READ_AHEAD];
+    size_t rpos, rlen;
+    /* Corked: records collect here and leave in one send() (tls_flush). */
+    uint8_t *wbuf;
+    size_t wlen, wcap;
+    bool corked;
     bool cert_seen;    /* the verify callback ran at least once */
     bool cert_failed;  /* ... and saw a failure */
     bool resume_verified;
@@ -72,6 +84,111 @@ static void tls_err_text(char *buf, size_t sz, int code)
     snprintf(buf, sz, "%d %s", code, tmp);
 }
 
+static int tls_io_errno(int err, int want)
+{
+    switch (err) {
+    case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+        return want;
+    case EINTR: return WOLFSSL_CBIO_ERR_ISR;
+    case ECONNRESET:
+    case EPIPE: return WOLFSSL_CBIO_ERR_CONN_RST;
+    default: return WOLFSSL_CBIO_ERR_GENERAL;
+    }
+}
+
+static int tls_io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
+{
+    struct tls_conn *c = arg;
+    (void)ssl;
+    if (c->rpos == c->rlen) {
+        ssize_t n = recv(c->fd, c->rbuf, sizeof c->rbuf, 0);
+        if (n == 0)
+            return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+        if (n < 0)
+            return tls_io_errno(errno, WOLFSSL_CBIO_ERR_WANT_READ);
+        c->rpos = 0;
+        c->rlen = (size_t)n;
+    }
+    size_t n = c->rlen - c->rpos;
+    if (n > (size_t)sz)
+        n = (size_t)sz;
+    memcpy(buf, c->rbuf + c->rpos, n);
+    c->rpos += n;
+    return (int)n;
+}
+
+/* Sends what is corked. Returns 0 when all is gone, 1 when some waits for
+ * the socket, -1 on error (errno set). */
+static int tls_wbuf_send(struct tls_conn *c)
+{
+    size_t done = 0;
+    while (done < c->wlen) {
+        ssize_t n = send(c->fd, c->wbuf + done, c->wlen - done, MSG_NOSIGNAL);
+        if (n > 0) {
+            done += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return -1;
+        break;
+    }
+    memmove(c->wbuf, c->wbuf + done, c->wlen - done);
+    c->wlen -= done;
+    return c->wlen ? 1 : 0;
+}
+
+static int tls_io_send(WOLFSSL *ssl, char *buf, int sz, void *arg)
+{
+    struct tls_conn *c = arg;
+    (void)ssl;
+    if (c->corked) {
+        if (c->wcap - c->wlen < (size_t)sz) {
+            size_t cap = c->wcap ? c->wcap : 4096;
+            while (cap - c->wlen < (size_t)sz)
+                cap *= 2;
+            uint8_t *w = realloc(c->wbuf, cap);
+            if (!w)
+                return WOLFSSL_CBIO_ERR_GENERAL;
+            c->wbuf = w;
+            c->wcap = cap;
+        }
+        memcpy(c->wbuf + c->wlen, buf, (size_t)sz);
+        c->wlen += (size_t)sz;
+        return sz;
+    }
+    /* Corked records go first, or the stream would be out of order. */
+    if (c->wlen) {
+        int r = tls_wbuf_send(c);
+        if (r < 0)
+            return tls_io_errno(errno, WOLFSSL_CBIO_ERR_WANT_WRITE);
+        if (r > 0)
+            return WOLFSSL_CBIO_ERR_WANT_WRITE;
+    }
+    ssize_t n = send(c->fd, buf, (size_t)sz, MSG_NOSIGNAL);
+    if (n >= 0)
+        return (int)n;
+    return tls_io_errno(errno, WOLFSSL_CBIO_ERR_WANT_WRITE);
+}
+
+void tls_cork(struct tls_conn *c, bool on) { c->corked = on; }
+
+int tls_flush(struct tls_conn *c)
+{
+    if (!c->wlen)
+        return TLS_IO_OK;
+    int r = tls_wbuf_send(c);
+    if (r < 0) {
+        snprintf(c->err, sizeof c->err, "send: %s", strerror(errno));
+        return TLS_IO_ERROR;
+    }
+    return r ? TLS_IO_WANT_WRITE : TLS_IO_OK;
+}
+
 struct tls_ctx *tls_ctx_new(const struct tls_ctx_opts *o, char *err, size_t errsz)
 {
     struct tls_ctx *t = calloc(1, sizeof *t);
@@ -83,6 +200,10 @@ struct tls_ctx *tls_ctx_new(const struct tls_ctx_opts *o, char *err, size_t errs
     wolfSSL_Init();
     t->mode = o->mode;
     t->ctx = wolfSSL_CTX_new(wolfSSLv23_client_method());
+    if (t->ctx) {
+        wolfSSL_CTX_SetIORecv(t->ctx, tls_io_recv);
+        wolfSSL_CTX_SetIOSend(t->ctx, tls_io_send);
+    }
     what = "wolfSSL_CTX_new";
     if (!t->ctx)
         goto fail;
@@ -152,8 +273,9 @@ struct tls_conn *tls_conn_new(struct tls_ctx *t, int fd, const char *auth_name,
     c->ssl = wolfSSL_new(t->ctx);
     if (!c->ssl)
         goto fail;
-    if (wolfSSL_set_fd(c->ssl, fd) != WOLFSSL_SUCCESS)
-        goto fail;
+    c->fd = fd;
+    wolfSSL_SetIOReadCtx(c->ssl, c);
+    wolfSSL_SetIOWriteCtx(c->ssl, c);
     if (wolfSSL_set_ex_data(c->ssl, TLS_EXDATA_CONN, c) != WOLFSSL_SUCCESS)
         goto fail;
     /* RFC 9539 §4.4: ALPN "dot" is a MUST; servers that ignore ALPN still work. */
@@ -184,6 +306,7 @@ void tls_conn_free(struct tls_conn *c)
         return;
     if (c->ssl)
         wolfSSL_free(c->ssl);
+    free(c->wbuf);
     free(c);
 }
 
@@ -272,7 +395,7 @@ int tls_write(struct tls_conn *c, const void *buf, size_t len)
     return tls_map(c, r, "write");
 }
 
-bool tls_pending(struct tls_conn *c) { return wolfSSL_pending(c->ssl) > 0; }
+bool tls_pending(struct tls_conn *c) { return wolfSSL_pending(c->ssl) > 0 || c->rpos < c->rlen; }
 
 void tls_shutdown(struct tls_conn *c)
 {
