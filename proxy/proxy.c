@@ -86,6 +86,7 @@ static int dot_setup(struct proxy *px)
 }
 
 #define WARMUP_DELAY 0.1 /* s after start: the first answers do not wait for it */
+#define PROBE_ON_START_RETRY 1.0 /* s: probe-on-start asks again for the IPs the queue had no room for */
 
 static void warmup_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -93,10 +94,12 @@ static void warmup_cb(struct ev_loop *loop, ev_timer *w, int revents)
     char err[200];
     (void)loop;
     (void)revents;
-    if (tls_ctx_load_system_ca(px->tls_opportunistic, err, sizeof err) < 0)
-        log_warn("%s: certificates of DoT servers are recorded as unverified", err);
-    ev_now_update(px->loop);
-    px->warm = true;
+    if (!px->warm) {
+        if (tls_ctx_load_system_ca(px->tls_opportunistic, err, sizeof err) < 0)
+            log_warn("%s: certificates of DoT servers are recorded as unverified", err);
+        ev_now_update(px->loop);
+        px->warm = true;
+    }
     proxy_probe_on_start(px);
 }
 
@@ -119,6 +122,7 @@ void proxy_probe_on_start(struct proxy *px)
     if (!px->probes || !probe_table_policy(px->probes)->probe_on_start)
         return;
     double now = ev_now(px->loop);
+    bool left_out = false;
     for (size_t i = 0; i < t->n_zones; i++)
         for (size_t j = 0; j < t->zones[i].n_servers; j++) {
             struct upstream *u = t->zones[i].servers[j];
@@ -129,7 +133,15 @@ void proxy_probe_on_start(struct proxy *px)
             struct probe_entry *e = probe_table_find(px->probes, &u->addr);
             if (e)
                 probe_table_set_authoritative(e, !u->rd);
+            /* Still Unknown: the probe queue was full. */
+            left_out |= !e || e->status == PROBE_UNKNOWN;
         }
+    /* Many upstreams: the rest are asked for again once probes have finished. */
+    if (left_out) {
+        ev_timer_stop(px->loop, &px->warmup);
+        ev_timer_set(&px->warmup, PROBE_ON_START_RETRY, 0);
+        ev_timer_start(px->loop, &px->warmup);
+    }
 }
 
 /* ---- the probe table across restarts (RFC 9539 §4.5, probe/state.h) ---- */
