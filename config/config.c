@@ -424,6 +424,32 @@ static int config_list_add(struct config_parse *p, const struct config_option *o
 
 /* Sets option `o` from `value`. Lists: appends (an empty value clears the
  * list, except `listen` which may not be empty). */
+/* An absolute path of at most `max` bytes, or empty for none. */
+static int config_set_abs_path(struct config_parse *p, const struct config_src *src, void *field,
+                               const char *value, size_t max)
+{
+    char *s = NULL;
+    if (value[0] && value[0] != '/') {
+        config_error(p, src->where, "%s: '%s' is not an absolute path", src->label, value);
+        return -1;
+    }
+    if (strlen(value) > max) {
+        /* A value near a long limit would drown the message: show its start. */
+        if (max > 200)
+            config_error(p, src->where, "%s: '%.40s...' is too long (max %zu bytes)", src->label, value, max);
+        else
+            config_error(p, src->where, "%s: '%s' is too long (max %zu bytes)", src->label, value, max);
+        return -1;
+    }
+    if (value[0] && !(s = strdup(value))) {
+        config_error(p, src->where, "out of memory");
+        return -1;
+    }
+    free(*(char **)field);
+    *(char **)field = s;
+    return 0;
+}
+
 static int config_set(struct config_parse *p, const struct config_option *o, const char *value,
                       const struct config_src *src)
 {
@@ -478,44 +504,10 @@ static int config_set(struct config_parse *p, const struct config_option *o, con
         *(char **)field = s;
         return 0;
     }
-    case CONFIG_T_PATH: {
-        char *s = NULL;
-        if (value[0] && value[0] != '/') {
-            config_error(p, src->where, "%s: '%s' is not an absolute path", src->label, value);
-            return -1;
-        }
-        if (strlen(value) > CONFIG_PATH_MAX) {
-            config_error(p, src->where, "%s: '%s' is too long (max %d bytes)", src->label, value,
-                         CONFIG_PATH_MAX);
-            return -1;
-        }
-        if (value[0] && !(s = strdup(value))) {
-            config_error(p, src->where, "out of memory");
-            return -1;
-        }
-        free(*(char **)field);
-        *(char **)field = s;
-        return 0;
-    }
-    case CONFIG_T_FILE: {
-        char *s = NULL;
-        if (value[0] && value[0] != '/') {
-            config_error(p, src->where, "%s: '%s' is not an absolute path", src->label, value);
-            return -1;
-        }
-        if (strlen(value) > CONFIG_FILE_MAX) {
-            config_error(p, src->where, "%s: '%.40s...' is too long (max %d bytes)", src->label, value,
-                         CONFIG_FILE_MAX);
-            return -1;
-        }
-        if (value[0] && !(s = strdup(value))) {
-            config_error(p, src->where, "out of memory");
-            return -1;
-        }
-        free(*(char **)field);
-        *(char **)field = s;
-        return 0;
-    }
+    case CONFIG_T_PATH:
+        return config_set_abs_path(p, src, field, value, CONFIG_PATH_MAX);
+    case CONFIG_T_FILE:
+        return config_set_abs_path(p, src, field, value, CONFIG_FILE_MAX);
     case CONFIG_T_ADDR: {
         bool *set = config_field(c, o->n_off);
         struct net_addr a;

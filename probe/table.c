@@ -227,15 +227,6 @@ static void queue_remove(struct probe_table *t, struct probe_entry *e)
 
 /* ---- the one status writer ----------------------------------------------- */
 
-static const char *iso_time(double ts, char *buf, size_t sz)
-{
-    time_t s = (time_t)ts;
-    struct tm tm;
-    if (!gmtime_r(&s, &tm) || !strftime(buf, sz, "%Y-%m-%dT%H:%M:%SZ", &tm))
-        snprintf(buf, sz, "%.0f", ts);
-    return buf;
-}
-
 double probe_entry_expiry(const struct probe_table *t, const struct probe_entry *e)
 {
     switch (e->status) {
@@ -261,10 +252,10 @@ static void entry_transition(struct probe_table *t, struct probe_entry *e, enum 
     net_ip_str(&e->ip, ip, sizeof ip);
     switch (to) {
     case PROBE_GOOD:
-        snprintf(next, sizeof next, "dot until %s", iso_time(probe_entry_expiry(t, e), when, sizeof when));
+        snprintf(next, sizeof next, "dot until %s", log_iso_time(probe_entry_expiry(t, e), when, sizeof when));
         break;
     case PROBE_BAD:
-        snprintf(next, sizeof next, "retry after %s", iso_time(probe_entry_expiry(t, e), when, sizeof when));
+        snprintf(next, sizeof next, "retry after %s", log_iso_time(probe_entry_expiry(t, e), when, sizeof when));
         break;
     case PROBE_BUSY:
         snprintf(next, sizeof next, "%s", e->sched == PROBE_SCHED_QUEUED ? "queued" : "probing");
