@@ -66,13 +66,23 @@ static void tcp_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
+bool listener_is_v6_loopback(const struct net_addr *a)
+{
+    return net_addr_family(a) == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&a->u.in6.sin6_addr);
+}
+
 struct listener *listener_open(struct proxy *px, const struct net_addr *a, bool tcp)
 {
     char name[NET_ADDRSTRLEN];
     net_addr_str(a, name, sizeof name);
     int fd = tcp ? net_tcp_listen(a, 256) : net_udp_bind(a);
     if (fd < 0) {
-        log_err("cannot listen on %s/%s: %s", name, tcp ? "tcp" : "udp", strerror(errno));
+        int err = errno;
+        if (listener_is_v6_loopback(a) && (err == EADDRNOTAVAIL || err == EAFNOSUPPORT))
+            log_warn("no IPv6 on this host: not listening on %s/%s", name, tcp ? "tcp" : "udp");
+        else
+            log_err("cannot listen on %s/%s: %s", name, tcp ? "tcp" : "udp", strerror(err));
+        errno = err;
         return NULL;
     }
     struct listener *l = calloc(1, sizeof *l);

@@ -28,7 +28,9 @@ struct listener {
     struct outbox *out;        /* UDP: batched answers, owned */
 };
 
-/* Binds and starts watching; returns NULL after logging. refs = 1 (the list's). */
+/* [::1]: on a host without IPv6 it cannot be bound, and nothing can reach it. */
+bool listener_is_v6_loopback(const struct net_addr *a);
+/* Binds and starts watching; returns NULL after logging, errno set. refs = 1 (the list's). */
 struct listener *listener_open(struct proxy *px, const struct net_addr *a, bool tcp);
 /* Stops reading or accepting; the fd stays open until the last reference. */
 void listener_stop(struct listener *l);

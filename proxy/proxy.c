@@ -1,6 +1,7 @@
 /* proxy/proxy.c: set-up, reconfiguration and shutdown of one forwarding loop. */
 #include "proxy.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
@@ -228,11 +229,19 @@ static int open_listeners(struct proxy *px, const struct config *cfg, struct lis
             if (l) {
                 l = listener_ref(l);
             } else if (!(l = listener_open(px, &cfg->listen[i], tcp))) {
+                /* The default listens on [::1] too: a host without IPv6 still serves IPv4. */
+                if ((errno == EADDRNOTAVAIL || errno == EAFNOSUPPORT) && listener_is_v6_loopback(&cfg->listen[i]))
+                    continue;
                 release_listeners(list, n, px->listeners, px->n_listeners);
                 return -1;
             }
             list[n++] = l;
         }
+    }
+    if (n == 0) {
+        log_err("no listen address could be opened");
+        free(list);
+        return -1;
     }
     *out = list;
     *n_out = n;
