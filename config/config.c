@@ -802,27 +802,22 @@ static void config_apply_overrides(struct config_parse *p, const struct config_o
                 config_set(p, o, v, &src);
         }
     }
-    if (ov->resolv_conf) {
-        o = config_option_find(CONFIG_SEC_FORWARD, "resolv-conf");
-        src.label = "--resolv-conf";
-        config_set(p, o, ov->resolv_conf, &src);
-    }
-    if (ov->control_socket) {
-        /* "" turns off a socket named in the file. */
-        o = config_option_find(CONFIG_SEC_SERVER, "control-socket");
-        src.label = "--control";
-        config_set(p, o, ov->control_socket, &src);
-    }
-    if (ov->state_file) {
-        /* "" turns off a state file named in the file. */
-        o = config_option_find(CONFIG_SEC_PROBE, "state-file");
-        src.label = "--state-file";
-        config_set(p, o, ov->state_file, &src);
-    }
-    if (ov->metrics_listen) {
-        o = config_option_find(CONFIG_SEC_SERVER, "metrics-listen");
-        src.label = "--metrics-listen";
-        config_set(p, o, ov->metrics_listen, &src);
+    /* Single-valued flags; "" turns off a socket, file or listener named in the file. */
+    const struct {
+        const char *value, *label, *key;
+        enum config_section section;
+    } scalars[] = {
+        { ov->resolv_conf, "--resolv-conf", "resolv-conf", CONFIG_SEC_FORWARD },
+        { ov->control_socket, "--control", "control-socket", CONFIG_SEC_SERVER },
+        { ov->state_file, "--state-file", "state-file", CONFIG_SEC_PROBE },
+        { ov->metrics_listen, "--metrics-listen", "metrics-listen", CONFIG_SEC_SERVER },
+    };
+    for (i = 0; i < sizeof scalars / sizeof scalars[0]; i++) {
+        if (!scalars[i].value)
+            continue;
+        o = config_option_find(scalars[i].section, scalars[i].key);
+        src.label = scalars[i].label;
+        config_set(p, o, scalars[i].value, &src);
     }
     level = p->c->log_level + ov->verbose;
     if (level > LOG_LVL_DEBUG)

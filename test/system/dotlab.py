@@ -303,25 +303,7 @@ zone "test." {{ type primary; file "{zfile}"; }};
                 f.write(zone_for(self.n))
             conf = os.path.join(d, "knot.conf")
             with open(conf, "w") as f:
-                f.write("""server:
-    rundir: "{d}"
-    listen: {ip}@53
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-database:
-    storage: "{d}"
-log:
-  - target: stderr
-    any: info
-template:
-  - id: default
-    zonefile-sync: -1
-    journal-content: none
-zone:
-  - domain: test.
-    file: "{zfile}"
-""".format(d=d, ip=self.ip, zfile=zfile))
+                f.write(harness.knot_conf(d, self.ip, 53, zfile))
             knotd = shutil.which("knotd") or "/usr/sbin/knotd"
             self.procs.append(LabProc(self.lab, self.ns, "knot", [knotd, "-c", conf], d).start())
         if self.kind == "nsd-drop":

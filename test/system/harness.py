@@ -394,6 +394,29 @@ def run_dotward(binary, args, cwd, cap=WAIT_CAP):
                           stdin=subprocess.DEVNULL, timeout=cap)
 
 
+def knot_conf(rundir, addr, port, zfile):
+    """A knotd config serving zone test. from zfile on addr@port."""
+    return """server:
+    rundir: "{d}"
+    listen: {addr}@{port}
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: "{d}"
+log:
+  - target: stderr
+    any: info
+template:
+  - id: default
+    zonefile-sync: -1
+    journal-content: none
+zone:
+  - domain: test.
+    file: "{zfile}"
+""".format(d=rundir, addr=addr, port=port, zfile=zfile)
+
+
 class Server:
     """Base for real DNS servers run as foreground children."""
     name = "server"
@@ -555,25 +578,7 @@ class Knot(Server):
             f.write(self.zone)
         conf = os.path.join(self.dir, "knot.conf")
         with open(conf, "w") as f:
-            f.write("""server:
-    rundir: "{d}"
-    listen: {addr}@{port}
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-database:
-    storage: "{d}"
-log:
-  - target: stderr
-    any: info
-template:
-  - id: default
-    zonefile-sync: -1
-    journal-content: none
-zone:
-  - domain: test.
-    file: "{zfile}"
-""".format(d=self.dir, addr=self.addr, port=self.port, zfile=zfile))
+            f.write(knot_conf(self.dir, self.addr, self.port, zfile))
         self._spawn([shutil.which("knotd") or "knotd", "-c", conf])
         self.wait_ready()
         return self
