@@ -129,6 +129,13 @@ static int control_update(struct app *app)
     return px->control ? 0 : -1;
 }
 
+/* Start-up cannot go on: the loop ends and dotward exits 1. */
+static void start_failed(struct app *app)
+{
+    app->exit_code = 1;
+    ev_break(app->loop, EVBREAK_ALL);
+}
+
 static void start_done(void *arg, const struct config *cfg_const, struct route_table *routes)
 {
     struct app *app = arg;
@@ -138,21 +145,18 @@ static void start_done(void *arg, const struct config *cfg_const, struct route_t
     app->setup_cfg = NULL;
     if (!routes) {
         config_free(cfg);
-        app->exit_code = 1;
-        ev_break(app->loop, EVBREAK_ALL);
+        start_failed(app);
         return;
     }
     app->px = proxy_new(app->loop, cfg, routes);
     route_table_unref(routes);
     if (!app->px) {
-        app->exit_code = 1;
-        ev_break(app->loop, EVBREAK_ALL);
+        start_failed(app);
         return;
     }
     app->px->on_drained = on_drained;
     if (metrics_http_apply(&app->metrics, app->px, cfg) < 0) {
-        app->exit_code = 1;
-        ev_break(app->loop, EVBREAK_ALL);
+        start_failed(app);
         return;
     }
     if (cfg->user || cfg->group) {
@@ -160,8 +164,7 @@ static void start_done(void *arg, const struct config *cfg_const, struct route_t
         if (privs_drop(cfg->user, cfg->group, err, sizeof err) < 0) {
             /* Running on as root after the operator asked otherwise is worse than not running. */
             log_err("cannot drop privileges: %s", err);
-            app->exit_code = 1;
-            ev_break(app->loop, EVBREAK_ALL);
+            start_failed(app);
             return;
         }
         log_info("running as user %s, group %s", cfg->user ? cfg->user : "(unchanged)",
@@ -169,8 +172,7 @@ static void start_done(void *arg, const struct config *cfg_const, struct route_t
     }
     log_started(app->px);
     if (control_update(app) < 0) {
-        app->exit_code = 1;
-        ev_break(app->loop, EVBREAK_ALL);
+        start_failed(app);
         return;
     }
     proxy_start_probing(app->px);
