@@ -6,7 +6,7 @@
  * rejects lines inih would split (over its buffer) or misread, tracks the
  * current [section], and hands inih only well-formed lines. Every problem
  * is reported, not only the first. */
-#include "config_internal.h"
+#include "config/config_internal.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "lib/log.h"
 
 #define CONFIG_SEC_NONE (-1) /* before the first [section] */
 #define CONFIG_SEC_BAD (-2)  /* inside an unknown or broken [section] */

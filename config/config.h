@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "net.h"
+#include "lib/net.h"
 
 enum config_acl_action { CONFIG_ACL_REFUSE, CONFIG_ACL_DROP };
 

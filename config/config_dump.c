@@ -1,7 +1,7 @@
 /* config/config_dump.c: writing a configuration back in the file's own
  * syntax (config_dump) and the commented example file, both from the
  * option table. */
-#include "config_internal.h"
+#include "config/config_internal.h"
 
 #include <string.h>
 

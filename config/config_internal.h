@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "config.h"
+#include "config/config.h"
 
 enum config_section { CONFIG_SEC_SERVER, CONFIG_SEC_FORWARD, CONFIG_SEC_PROBE, CONFIG_SEC_COUNT };
 

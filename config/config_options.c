@@ -1,7 +1,7 @@
 /* config/config_options.c: the option table, built from options.def. */
-#include "config_internal.h"
+#include "config/config_internal.h"
 
-#include "log.h"
+#include "lib/log.h"
 
 const char *const config_section_names[CONFIG_SEC_COUNT] = { "server", "forward", "probe" };
 
@@ -56,7 +56,7 @@ const struct config_choice config_log_level_choices[] = {
 #define CONFIG_NAME(s, k, f, d, h) _Static_assert(CONFIG_IS(f, char *), "name field: " k);
 /* Enum fields are stored through an int *. */
 #define CONFIG_ENUM(s, k, f, d, c, h) _Static_assert(sizeof(CONFIG_FIELD(f)) == sizeof(int), "enum field: " k);
-#include "options.def"
+#include "config/options.def"
 #undef CONFIG_LIST
 #undef CONFIG_BOOL
 #undef CONFIG_UINT
@@ -90,7 +90,7 @@ const struct config_choice config_log_level_choices[] = {
 #define CONFIG_ENUM(s, k, f, d, c, h) \
     { CONFIG_SEC_##s, k, CONFIG_T_ENUM, CONFIG_OFF(f), 0, d, 0, 0, c, h },
 const struct config_option config_options[] = {
-#include "options.def"
+#include "config/options.def"
 };
 #undef CONFIG_LIST
 #undef CONFIG_BOOL

@@ -1,5 +1,5 @@
 /* config/config_value.c: parsing and printing of single option values. */
-#include "config_internal.h"
+#include "config/config_internal.h"
 
 #include <errno.h>
 #include <math.h>

@@ -6,8 +6,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "log.h"
-#include "table.h"
+#include "lib/log.h"
+#include "probe/table.h"
 
 /* PowerDNS prints the status capitalised. */
 static const char *const dump_status[PROBE_STATUS_MAX] = {

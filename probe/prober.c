@@ -1,7 +1,7 @@
 /* probe/prober.c: the probe scheduler's hands. Each run walks
  * CONNECT -> HANDSHAKE -> WRITE -> READ under one deadline timer, and ends
  * in exactly one run_finish(), which reports to the table. */
-#include "prober.h"
+#include "probe/prober.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -9,11 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "net.h"
-#include "rng.h"
-#include "tls.h"
-#include "wire.h"
+#include "lib/log.h"
+#include "lib/net.h"
+#include "lib/rng.h"
+#include "lib/tls.h"
+#include "lib/wire.h"
 
 /* RFC 8467 §4.1: pad queries to a multiple of 128 octets. */
 #define PROBE_PAD_BLOCK 128

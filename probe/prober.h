@@ -14,7 +14,7 @@
 
 #include <ev.h>
 
-#include "table.h"
+#include "probe/table.h"
 
 struct tls_ctx;
 struct tls_conn;

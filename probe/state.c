@@ -1,5 +1,5 @@
 /* probe/state.c: saving and loading the probe table (format in state.h). */
-#include "state.h"
+#include "probe/state.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,9 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "table.h"
-#include "tls.h"
+#include "lib/log.h"
+#include "probe/table.h"
+#include "lib/tls.h"
 #include "version.h"
 
 #define STATE_FIELDS 18

@@ -1,13 +1,13 @@
 /* probe/table.c: the per-IP DoT table. entry_transition() is the only
  * writer of a status; everything else reports outcomes to it. */
-#include "table.h"
+#include "probe/table.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "tls.h"
+#include "lib/tls.h"
 
 #define PROBE_DOT_PORT 853
 

@@ -19,8 +19,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "log.h"
-#include "net.h"
+#include "lib/log.h"
+#include "lib/net.h"
 
 enum probe_status { PROBE_UNKNOWN, PROBE_BUSY, PROBE_GOOD, PROBE_BAD, PROBE_STATUS_MAX };
 

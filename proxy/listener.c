@@ -1,5 +1,5 @@
 /* proxy/listener.c: UDP client sockets and TCP accept. */
-#include "listener.h"
+#include "proxy/listener.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -7,10 +7,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "outbox.h"
-#include "proxy.h"
-#include "query.h"
+#include "lib/log.h"
+#include "lib/outbox.h"
+#include "proxy/proxy.h"
+#include "proxy/query.h"
 
 
 void tcp_client_accept(struct proxy *px, struct listener *l, int fd, const struct net_addr *peer);

@@ -11,8 +11,8 @@
 #include <ev.h>
 #include <stdbool.h>
 
-#include "bytebuf.h"
-#include "net.h"
+#include "lib/bytebuf.h"
+#include "lib/net.h"
 
 struct outbox;
 struct proxy;

@@ -1,22 +1,22 @@
 /* proxy/proxy.c: set-up, reconfiguration and shutdown of one forwarding loop. */
-#include "proxy.h"
+#include "proxy/proxy.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
 
-#include "listener.h"
-#include "log.h"
-#include "outbox.h"
+#include "proxy/listener.h"
+#include "lib/log.h"
+#include "lib/outbox.h"
 #include "probe/prober.h"
 #include "probe/state.h"
 #include "probe/table.h"
-#include "stream.h"
-#include "tls.h"
-#include "query.h"
-#include "udp_pool.h"
-#include "upstream.h"
+#include "proxy/stream.h"
+#include "lib/tls.h"
+#include "proxy/query.h"
+#include "proxy/udp_pool.h"
+#include "proxy/upstream.h"
 
 static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {

@@ -8,9 +8,9 @@
 #include <ev.h>
 #include <stdbool.h>
 
-#include "config.h"
-#include "rng.h"
-#include "stats.h"
+#include "config/config.h"
+#include "lib/rng.h"
+#include "proxy/stats.h"
 
 struct listener;
 struct control;

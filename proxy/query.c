@@ -1,15 +1,15 @@
 /* proxy/query.c: one client query, from its arrival to its answer. */
-#include "query.h"
+#include "proxy/query.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "listener.h"
-#include "log.h"
-#include "proxy.h"
-#include "stream.h"
-#include "udp_pool.h"
-#include "upstream.h"
+#include "proxy/listener.h"
+#include "lib/log.h"
+#include "proxy/proxy.h"
+#include "proxy/stream.h"
+#include "proxy/udp_pool.h"
+#include "proxy/upstream.h"
 
 /* Queries kept for reuse instead of freed; enough for a burst, small when idle. */
 #define QUERY_FREE_MAX 256

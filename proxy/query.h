@@ -12,9 +12,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "net.h"
+#include "lib/net.h"
 #include "probe/table.h"
-#include "wire.h"
+#include "lib/wire.h"
 
 struct listener;
 struct proxy;

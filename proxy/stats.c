@@ -1,5 +1,5 @@
 /* proxy/stats.c: renders the counters; never changes them. */
-#include "stats.h"
+#include "proxy/stats.h"
 
 #include <inttypes.h>
 

@@ -1,5 +1,5 @@
 /* proxy/stream.c: upstream TCP and DoT connections with pipelining. */
-#include "stream.h"
+#include "proxy/stream.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -10,14 +10,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "bytebuf.h"
-#include "idmap.h"
-#include "log.h"
-#include "proxy.h"
-#include "query.h"
-#include "tls.h"
-#include "upstream.h"
-#include "wire.h"
+#include "lib/bytebuf.h"
+#include "lib/idmap.h"
+#include "lib/log.h"
+#include "proxy/proxy.h"
+#include "proxy/query.h"
+#include "lib/tls.h"
+#include "proxy/upstream.h"
+#include "lib/wire.h"
 
 #define STREAM_MAX_INFLIGHT 1024
 #define STREAM_READ_CHUNK 16384

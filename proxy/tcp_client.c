@@ -7,10 +7,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "listener.h"
-#include "log.h"
-#include "proxy.h"
-#include "query.h"
+#include "proxy/listener.h"
+#include "lib/log.h"
+#include "proxy/proxy.h"
+#include "proxy/query.h"
 
 /* Stop reading a client with this many queries in flight until answers drain. */
 #define TCP_CLIENT_MAX_INFLIGHT 64

@@ -1,5 +1,5 @@
 /* proxy/udp_pool.c: the upstream UDP sockets and their pending-answer map. */
-#include "udp_pool.h"
+#include "proxy/udp_pool.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -7,13 +7,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "idmap.h"
-#include "outbox.h"
-#include "proxy.h"
-#include "query.h"
-#include "upstream.h"
-#include "wire.h"
+#include "lib/log.h"
+#include "lib/idmap.h"
+#include "lib/outbox.h"
+#include "proxy/proxy.h"
+#include "proxy/query.h"
+#include "proxy/upstream.h"
+#include "lib/wire.h"
 
 #define UDP_ANSWER_MAX NET_BATCH_BYTES   /* edns-buffer-size is at most this */
 /* A batch socket is kept for this long or this many queries, so answers come

@@ -1,13 +1,13 @@
 /* proxy/upstream.c: upstream health, routes and server choice. */
-#include "upstream.h"
+#include "proxy/upstream.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "rng.h"
-#include "stream.h"
-#include "tls.h"
+#include "lib/log.h"
+#include "lib/rng.h"
+#include "proxy/stream.h"
+#include "lib/tls.h"
 
 #define RTO_MIN 0.1             /* s: below this, scheduling noise looks like loss */
 #define BACKOFF_BASE 1.0        /* s, doubled per consecutive failure ... */

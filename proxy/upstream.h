@@ -12,8 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "net.h"
-#include "wire.h"
+#include "lib/net.h"
+#include "lib/wire.h"
 
 struct rng;
 struct stream;

@@ -1,7 +1,7 @@
 /* tools/dotward_control.c: dotward-control, the client of dotward's control
  * socket. Small and blocking on purpose (no libev): connect, send one line,
  * copy the answer to stdout, exit with its status. Every wait is bounded by
- * one overall deadline. Protocol: proxy/control_proto.h. */
+ * one overall deadline. Protocol: daemon/control_proto.h. */
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "control_proto.h"
+#include "daemon/control_proto.h"
 #include "version.h"
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };

@@ -17,13 +17,13 @@
 
 #include <ev.h>
 
-#include "log.h"
-#include "net.h"
-#include "prober.h"
-#include "rng.h"
-#include "table.h"
-#include "tls.h"
-#include "wire.h"
+#include "lib/log.h"
+#include "lib/net.h"
+#include "probe/prober.h"
+#include "lib/rng.h"
+#include "probe/table.h"
+#include "lib/tls.h"
+#include "lib/wire.h"
 
 struct cli {
     struct ev_loop *loop;

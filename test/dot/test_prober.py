@@ -1,4 +1,4 @@
-"""System check of probe/prober.c and proxy/tls_wolfssl.c against real servers.
+"""System check of probe/prober.c and lib/tls_wolfssl.c against real servers.
 
 Every server listens on 127.77.N.x (N from the pid, so parallel runs do not
 collide) or inside a network namespace this file creates; nothing leaves the

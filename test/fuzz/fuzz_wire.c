@@ -1,4 +1,4 @@
-/* test/fuzz/fuzz_wire.c: libFuzzer target for proxy/wire.c. Every input is
+/* test/fuzz/fuzz_wire.c: libFuzzer target for lib/wire.c. Every input is
  * parsed as a query and as a response; whatever parses is then pushed
  * through the writers (truncate, error replies, case restore) and the
  * results are checked against wire.h's promises. A broken promise aborts,
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "wire.h"
+#include "lib/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

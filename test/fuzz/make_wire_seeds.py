@@ -3,7 +3,7 @@
 
 Run with /usr/bin/python3 (needs dnspython). Valid messages come from
 dnspython; malformed ones are built byte by byte, one defect each, so the
-replay test walks every rejection path of proxy/wire.c. Output is
+replay test walks every rejection path of lib/wire.c. Output is
 deterministic: same script, same files.
 """
 import os

@@ -4,8 +4,8 @@ man pages, and the legacy-resolver recipes of docs/DEPLOY.md.
 What cannot run here (systemd as PID 1, an OpenWrt build, a Docker engine) is
 checked by the tools that exist (systemd-analyze, sh, apt-cache, dpkg, groff,
 man) and against the sources the files must agree with (scripts/run,
-scripts/deps.sh, meson.build, config/options.def, proxy/main.c,
-proxy/control_proto.h). The recipes run for real: unbound, dnsmasq and BIND,
+scripts/deps.sh, meson.build, config/options.def, daemon/main.c,
+daemon/control_proto.h). The recipes run for real: unbound, dnsmasq and BIND,
 configured with the snippets of docs/DEPLOY.md, forward through dotward to NSD,
 all on loopback."""
 import http.server
@@ -72,8 +72,8 @@ def meson_version():
 
 
 def dotward_long_options():
-    """Long options of the daemon, from its getopt table in proxy/main.c."""
-    src = read(os.path.join(REPO, "proxy", "main.c"))
+    """Long options of the daemon, from its getopt table in daemon/main.c."""
+    src = read(os.path.join(REPO, "daemon", "main.c"))
     return re.findall(r'\{\s*"([a-z][a-z-]*)",\s*(?:no|required|optional)_argument', src)
 
 
@@ -170,7 +170,7 @@ def test_systemd_unit_settings():
     assert opts.get("--control") == "/run/%s/control.sock" % one("RuntimeDirectory"), argv
     assert opts.get("--state-file") == "/var/lib/%s/probe-state" % one("StateDirectory"), argv
     # the control client's default socket is the unit's
-    proto = read(os.path.join(REPO, "proxy", "control_proto.h"))
+    proto = read(os.path.join(REPO, "daemon", "control_proto.h"))
     assert '"%s"' % opts["--control"] in proto, "CONTROL_DEFAULT_SOCKET differs from the unit's --control"
     docs = re.findall(r"man:([\w.-]+)\((\d)\)", " ".join(u["Unit"]["Documentation"]))
     assert {"%s.%s" % d for d in docs} == set(MAN_PAGES)
@@ -680,7 +680,7 @@ def test_daemon_page_documents_every_flag_signal_and_status():
     plain = text.replace("\\-", "-")
     for name in dotward_long_options():
         assert re.search(r"^\.B[IR]? .*--%s\b" % re.escape(name), plain, re.M), "dotward.8 does not document --%s" % name
-    shorts = re.findall(r'getopt_long\(argc, argv, "([^"]+)"', read(os.path.join(REPO, "proxy", "main.c")))[0]
+    shorts = re.findall(r'getopt_long\(argc, argv, "([^"]+)"', read(os.path.join(REPO, "daemon", "main.c")))[0]
     for c in shorts.replace(":", ""):
         assert re.search(r'^\.BR -%s ", " --' % c, plain, re.M), "dotward.8 does not document -%s" % c
     sigs = roff_sections(text)["SIGNALS"]
@@ -692,7 +692,7 @@ def test_daemon_page_documents_every_flag_signal_and_status():
 
 def test_control_page_documents_every_command_and_status():
     text = read(os.path.join(DOCS, "dotward-control.8"))
-    proto = read(os.path.join(REPO, "proxy", "control_proto.h"))
+    proto = read(os.path.join(REPO, "daemon", "control_proto.h"))
     cmds = re.findall(r'X\(\w+,\s*"([a-z-]+)",\s*"([^"]*)"', proto)
     assert len(cmds) >= 8
     items = roff_items(roff_sections(text)["COMMANDS"])

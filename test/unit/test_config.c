@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "config_internal.h"
-#include "log.h"
+#include "config/config.h"
+#include "config/config_internal.h"
+#include "lib/log.h"
 
 static char tmpdir[] = "/tmp/dotward-test-config-XXXXXX";
 static char conf_path[sizeof(tmpdir) + 32];

@@ -20,11 +20,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "control.h"
-#include "log.h"
-#include "proxy.h"
-#include "table.h"
-#include "upstream.h"
+#include "daemon/control.h"
+#include "lib/log.h"
+#include "proxy/proxy.h"
+#include "probe/table.h"
+#include "proxy/upstream.h"
 
 struct fixture {
     char dir[64], path[128];

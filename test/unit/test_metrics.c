@@ -13,12 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metrics_http.h"
-#include "net.h"
+#include "daemon/metrics_http.h"
+#include "lib/net.h"
 #include "probe/table.h"
-#include "proxy.h"
-#include "stats.h"
-#include "upstream.h"
+#include "proxy/proxy.h"
+#include "proxy/stats.h"
+#include "proxy/upstream.h"
 #include "version.h"
 
 #define T0 1000000.0

@@ -1,4 +1,4 @@
-/* test/unit/test_net.c: proxy/net.c: address and prefix parsing, printing,
+/* test/unit/test_net.c: lib/net.c: address and prefix parsing, printing,
  * matching, and the socket helpers (loopback only, kernel-chosen ports). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,7 +16,7 @@
 #include <poll.h>
 #include <unistd.h>
 
-#include "net.h"
+#include "lib/net.h"
 
 /* ---- addresses ---- */
 

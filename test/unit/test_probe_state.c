@@ -21,11 +21,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "net.h"
-#include "state.h"
-#include "table.h"
-#include "tls.h"
+#include "lib/log.h"
+#include "lib/net.h"
+#include "probe/state.h"
+#include "probe/table.h"
+#include "lib/tls.h"
 
 #define DAY 86400.0
 /* A realistic wall clock: state files hold epoch seconds. */

@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "net.h"
-#include "table.h"
+#include "lib/log.h"
+#include "lib/net.h"
+#include "probe/table.h"
 
 #define DAY 86400.0
 #define T0 1000000.0

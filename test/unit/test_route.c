@@ -7,10 +7,10 @@
 
 #include <string.h>
 
-#include "net.h"
-#include "rng.h"
-#include "upstream.h"
-#include "wire.h"
+#include "lib/net.h"
+#include "lib/rng.h"
+#include "proxy/upstream.h"
+#include "lib/wire.h"
 
 static struct upstream *mk(const char *addr)
 {

@@ -1,4 +1,4 @@
-/* test/unit/test_wire.c: the DNS wire module against proxy/wire.h and
+/* test/unit/test_wire.c: the DNS wire module against lib/wire.h and
  * RFC 1035 §4, RFC 6891 (EDNS) and RFC 5452 (matching). Messages are built
  * byte by byte here, never with the module under test, so a bug in the
  * writer cannot hide a bug in the reader. */
@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "wire.h"
+#include "lib/wire.h"
 
 /* ---- message builder ---------------------------------------------------- */
 

@@ -1,6 +1,6 @@
-/* proxy/net.c: address parsing and formatting, prefixes, socket setup.
+/* lib/net.c: address parsing and formatting, prefixes, socket setup.
  * Owns nothing; see net.h. */
-#include "net.h"
+#include "lib/net.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

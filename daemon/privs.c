@@ -1,4 +1,4 @@
-/* proxy/privs.c */
+/* daemon/privs.c */
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
@@ -8,7 +8,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "privs.h"
+#include "daemon/privs.h"
 
 int privs_drop(const char *user, const char *group, char *err, size_t errsz)
 {

@@ -1,5 +1,5 @@
-/* proxy/control_proto.h: the control socket's protocol, shared by the daemon
- * (proxy/control.c) and the client (tools/dotward_control.c).
+/* daemon/control_proto.h: the control socket's protocol, shared by the daemon
+ * (daemon/control.c) and the client (tools/dotward_control.c).
  *
  * The client connects to the Unix stream socket, sends one line
  * "COMMAND [ARGS...]\n" (at most CONTROL_MAX_LINE bytes, newline included;

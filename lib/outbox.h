@@ -1,4 +1,4 @@
-/* proxy/outbox.h: UDP datagrams queued for one socket and sent together with
+/* lib/outbox.h: UDP datagrams queued for one socket and sent together with
  * sendmmsg(2) when the loop is about to block. Messages are copied in, so the
  * caller's buffer is free again at once. */
 #ifndef DOTWARD_OUTBOX_H
@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "net.h"
+#include "lib/net.h"
 
 struct proxy;
 

@@ -1,4 +1,4 @@
-/* proxy/metrics_render.c: the proxy's counters as Prometheus text (format
+/* daemon/metrics_render.c: the proxy's counters as Prometheus text (format
  * 0.0.4). Reads struct stats, the probe table and the route table; changes
  * nothing. Every counter of STATS_COUNTERS appears exactly once: either in a
  * labelled family below or, if none claims it, as dotward_<name>_total, so a
@@ -7,12 +7,12 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "metrics_http.h"
+#include "daemon/metrics_http.h"
 #include "probe/table.h"
-#include "proxy.h"
-#include "stats.h"
-#include "stream.h"
-#include "upstream.h"
+#include "proxy/proxy.h"
+#include "proxy/stats.h"
+#include "proxy/stream.h"
+#include "proxy/upstream.h"
 #include "version.h"
 
 #define STAT_OFF(field) offsetof(struct stats, field)

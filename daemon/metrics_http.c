@@ -1,7 +1,7 @@
-/* proxy/metrics_http.c: the HTTP side of /metrics and /health: accept,
+/* daemon/metrics_http.c: the HTTP side of /metrics and /health: accept,
  * read one bounded request, queue one response, close. See metrics_http.h
  * for the limits. */
-#include "metrics_http.h"
+#include "daemon/metrics_http.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -11,10 +11,10 @@
 
 #include <ev.h>
 
-#include "bytebuf.h"
-#include "config.h"
-#include "log.h"
-#include "proxy.h"
+#include "lib/bytebuf.h"
+#include "config/config.h"
+#include "lib/log.h"
+#include "proxy/proxy.h"
 
 /* Accepted per wake-up, so a connect flood cannot hold the loop. */
 #define METRICS_ACCEPT_BATCH 64

@@ -1,14 +1,14 @@
-/* proxy/setup.c: from config to route table. */
-#include "setup.h"
+/* daemon/setup.c: from config to route table. */
+#include "daemon/setup.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "log.h"
-#include "resolve.h"
-#include "upstream.h"
+#include "config/config.h"
+#include "lib/log.h"
+#include "lib/resolve.h"
+#include "proxy/upstream.h"
 
 struct setup {
     struct ev_loop *loop;

@@ -1,5 +1,5 @@
-/* proxy/wire.c: DNS message reading and writing with a bounds check on every read. */
-#include "wire.h"
+/* lib/wire.c: DNS message reading and writing with a bounds check on every read. */
+#include "lib/wire.h"
 
 #include <stdio.h>
 #include <string.h>

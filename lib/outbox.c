@@ -1,12 +1,12 @@
-/* proxy/outbox.c: batched UDP sends. */
-#include "outbox.h"
+/* lib/outbox.c: batched UDP sends. */
+#include "lib/outbox.h"
 
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
 
-#include "log.h"
-#include "proxy.h"
+#include "lib/log.h"
+#include "proxy/proxy.h"
 
 void outbox_init(struct outbox *ob, struct proxy *px, int fd)
 {

@@ -1,10 +1,10 @@
-/* proxy/tls_wolfssl.c: tls.h on wolfSSL, the only file that includes it. */
+/* lib/tls_wolfssl.c: tls.h on wolfSSL, the only file that includes it. */
 #include <wolfssl/options.h> /* must precede every other wolfSSL header */
 #include <wolfssl/ssl.h>
 #include <wolfssl/error-ssl.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 
-#include "tls.h"
+#include "lib/tls.h"
 
 #include <errno.h>
 #include <limits.h>

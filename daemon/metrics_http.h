@@ -1,4 +1,4 @@
-/* proxy/metrics_http.h: the optional HTTP endpoint for monitoring.
+/* daemon/metrics_http.h: the optional HTTP endpoint for monitoring.
  *
  * `GET /metrics` returns the counters in the Prometheus text exposition
  * format (0.0.4), `GET /health` returns 200 "ok" while the proxy serves and
@@ -19,7 +19,7 @@
 
 #include <stdio.h>
 
-#include "net.h"
+#include "lib/net.h"
 
 struct config;
 struct proxy;
@@ -46,7 +46,7 @@ int metrics_http_apply(struct metrics_http **m, struct proxy *px, const struct c
 /* Writes every metric of `px` (borrowed, read only) to `out` in the
  * Prometheus text format; `now` is ev_now(), for the uptime. Separate from
  * the HTTP side so tests can render a made-up proxy. Returns 0, or -1 if
- * `out` reports a write error. (proxy/metrics_render.c) */
+ * `out` reports a write error. (daemon/metrics_render.c) */
 int metrics_render(const struct proxy *px, double now, FILE *out);
 
 #endif

@@ -1,5 +1,5 @@
-/* proxy/idmap.c */
-#include "idmap.h"
+/* lib/idmap.c */
+#include "lib/idmap.h"
 
 #include <stdlib.h>
 #include <string.h>

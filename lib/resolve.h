@@ -1,4 +1,4 @@
-/* proxy/resolve.h: everything dotward asks of c-ares (the only file that
+/* lib/resolve.h: everything dotward asks of c-ares (the only file that
  * includes it is resolve.c): the nameservers of a resolv.conf file, and the
  * addresses of upstream host names, looked up asynchronously on the loop. */
 #ifndef DOTWARD_RESOLVE_H
@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "net.h"
+#include "lib/net.h"
 
 /* Reads the nameservers of `path` (port 53). Returns 0 with a malloc'd array
  * (taken by the caller), or -1 with a message in err. */

@@ -1,4 +1,4 @@
-/* proxy/idmap.h: pending tries by key (upstream ID, plus a socket serial for
+/* lib/idmap.h: pending tries by key (upstream ID, plus a socket serial for
  * UDP). Open addressing with linear probing; the map owns its array, not the
  * values. Key 0 is reserved for empty slots. */
 #ifndef DOTWARD_IDMAP_H

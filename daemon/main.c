@@ -1,4 +1,4 @@
-/* proxy/main.c: command line, start-up, signals, reload and shutdown. */
+/* daemon/main.c: command line, start-up, signals, reload and shutdown. */
 #include <ev.h>
 #include <getopt.h>
 #include <signal.h>
@@ -6,15 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "control.h"
-#include "listener.h"
-#include "log.h"
-#include "metrics_http.h"
-#include "privs.h"
-#include "proxy.h"
-#include "setup.h"
-#include "upstream.h"
+#include "config/config.h"
+#include "daemon/control.h"
+#include "proxy/listener.h"
+#include "lib/log.h"
+#include "daemon/metrics_http.h"
+#include "daemon/privs.h"
+#include "proxy/proxy.h"
+#include "daemon/setup.h"
+#include "proxy/upstream.h"
 #include "version.h"
 
 #define EXIT_CONFIG 2

@@ -1,5 +1,5 @@
-/* proxy/log.c: the logging state is the project's one global. */
-#include "log.h"
+/* lib/log.c: the logging state is the project's one global. */
+#include "lib/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
-/* proxy/rng.c: kernel randomness in blocks, so a query ID costs no syscall. */
-#include "rng.h"
+/* lib/rng.c: kernel randomness in blocks, so a query ID costs no syscall. */
+#include "lib/rng.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* proxy/tls.h: a non-blocking TLS client, back-end neutral. The only
+/* lib/tls.h: a non-blocking TLS client, back-end neutral. The only
  * implementation is tls_wolfssl.c, the one file that includes wolfSSL.
  *
  * Ownership: a tls_ctx is owned by whoever made it and must outlive every

@@ -1,4 +1,4 @@
-/* proxy/log.h: logging, the one piece of global state in dotward.
+/* lib/log.h: logging, the one piece of global state in dotward.
  * Levels follow syslog. Output goes to stderr (default) or syslog. */
 #ifndef DOTWARD_LOG_H
 #define DOTWARD_LOG_H

@@ -1,5 +1,5 @@
-/* proxy/bytebuf.c */
-#include "bytebuf.h"
+/* lib/bytebuf.c */
+#include "lib/bytebuf.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* proxy/rng.h: unpredictable numbers for query IDs and port choice (RFC 5452).
+/* lib/rng.h: unpredictable numbers for query IDs and port choice (RFC 5452).
  * Bytes come from getrandom(2), fetched in blocks; one rng per thread/loop. */
 #ifndef DOTWARD_RNG_H
 #define DOTWARD_RNG_H

@@ -1,4 +1,4 @@
-/* proxy/control.h: the control socket, served in the proxy's libev loop.
+/* daemon/control.h: the control socket, served in the proxy's libev loop.
  *
  * A Unix stream socket, mode 0660 (owner and group), one command per
  * connection (protocol in control_proto.h). Owns the listening socket, the

@@ -1,4 +1,4 @@
-/* proxy/net.h: addresses, prefixes and the socket calls. Owns nothing;
+/* lib/net.h: addresses, prefixes and the socket calls. Owns nothing;
  * every function works on caller-provided storage. */
 #ifndef DOTWARD_NET_H
 #define DOTWARD_NET_H

@@ -1,4 +1,4 @@
-/* proxy/bytebuf.h: a growable byte queue for stream reads and writes.
+/* lib/bytebuf.h: a growable byte queue for stream reads and writes.
  * The buffer owns its memory; bytes are appended at the tail and consumed
  * from the head. */
 #ifndef DOTWARD_BYTEBUF_H

@@ -1,4 +1,4 @@
-/* proxy/privs.h: dropping root after the sockets are bound. */
+/* daemon/privs.h: dropping root after the sockets are bound. */
 #ifndef DOTWARD_PRIVS_H
 #define DOTWARD_PRIVS_H
 

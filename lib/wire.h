@@ -1,4 +1,4 @@
-/* proxy/wire.h: bounds-checked reading and writing of DNS messages.
+/* lib/wire.h: bounds-checked reading and writing of DNS messages.
  * Owns nothing: every function reads or writes caller buffers, and every
  * read is checked against the message length. */
 #ifndef DOTWARD_WIRE_H

@@ -1,4 +1,4 @@
-/* proxy/setup.h: turns a config into a route table. Host names are looked
+/* daemon/setup.h: turns a config into a route table. Host names are looked
  * up first (asynchronously); with no upstream for ".", the nameservers of the
  * resolv.conf file serve it. Upstreams already known to `reuse` are shared,
  * keeping their RTT history and connections across a reload. */

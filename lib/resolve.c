@@ -1,5 +1,5 @@
-/* proxy/resolve.c: c-ares on libev (sock_state_cb drives one ev_io per socket). */
-#include "resolve.h"
+/* lib/resolve.c: c-ares on libev (sock_state_cb drives one ev_io per socket). */
+#include "lib/resolve.h"
 
 #include <ares.h>
 #include <errno.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "log.h"
+#include "lib/log.h"
 
 #define RESOLVE_TIMEOUT_MS 2000
 #define RESOLVE_TRIES 2

@@ -1,8 +1,8 @@
-/* proxy/control.c: the control socket. One command per connection: read a
+/* daemon/control.c: the control socket. One command per connection: read a
  * line (bounded, with a timeout), run the command into a bounded buffer,
  * write it out on EV_WRITE, close. Commands only read the proxy, except the
  * few that ask the DoT table, the log or main (through a hook) to act. */
-#include "control.h"
+#include "daemon/control.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,12 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "control_proto.h"
-#include "listener.h"
-#include "log.h"
-#include "proxy.h"
-#include "table.h"
-#include "upstream.h"
+#include "daemon/control_proto.h"
+#include "proxy/listener.h"
+#include "lib/log.h"
+#include "proxy/proxy.h"
+#include "probe/table.h"
+#include "proxy/upstream.h"
 #include "version.h"
 
 /* A client has this long to send its line, and each write of the answer
