@@ -42,7 +42,9 @@ struct config {
     struct net_prefix *allow; size_t n_allow;        /* default 127.0.0.0/8, ::1/128 */
     enum config_acl_action acl_action;               /* refused-action = refuse|drop */
     unsigned tcp_clients;                            /* max concurrent TCP clients, 256 */
+    unsigned tcp_clients_per_source;                 /* 0 = tcp_clients / 4, at least 1 */
     double tcp_idle_timeout;                         /* s, 10 */
+    double tcp_io_timeout;                           /* s, 5: whole message once begun; writes */
     unsigned max_queries;                            /* in-flight client queries, 4096 */
     int log_level;                                   /* enum log_level, info */
     bool log_syslog;                                 /* no */
@@ -61,6 +63,7 @@ struct config {
     unsigned udp_socket_uses;                        /* 1000: queries sent before a pool socket is replaced */
     unsigned edns_buffer_size;                       /* 1232: our UDP size towards upstreams */
     double upstream_tcp_idle;                        /* s, 10: idle upstream TCP connections close */
+    unsigned max_upstream_connections;               /* 256: TCP and DoT together */
 
     /* [probe]: the RFC 9539 per-IP DoT table */
     unsigned probe_after_visits;                     /* 2 */

@@ -19,11 +19,13 @@
 #include <unistd.h>
 
 #include "daemon/control_proto.h"
-#include "proxy/listener.h"
 #include "lib/log.h"
-#include "proxy/proxy.h"
 #include "probe/table.h"
-#include "proxy/upstream.h"
+#include "proxy/health.h"
+#include "proxy/listener.h"
+#include "proxy/proxy.h"
+#include "proxy/route.h"
+#include "proxy/view.h"
 #include "version.h"
 
 /* A client has this long to send its line, and each write of the answer
@@ -373,8 +375,8 @@ static int cmd_stats(struct control *c, struct control_client *cl, int argc, cha
             t ? probe_table_queued(t) : 0);
     fprintf(out, "dot_queries=%" PRIu64 "\ndot_fallbacks=%" PRIu64 "\n", tot->dot_queries, tot->fallbacks);
     double up = px->started > 0 ? control_now(c) - px->started : 0;
-    fprintf(out, "inflight=%u\ntcp_clients=%u\ncontrol_clients=%u\nuptime_seconds=%.0f\n", px->inflight,
-            px->tcp_clients, c->n_clients, up > 0 ? up : 0);
+    fprintf(out, "inflight=%u\ntcp_clients=%u\ncontrol_clients=%u\nuptime_seconds=%.0f\n", proxy_inflight(px),
+            proxy_tcp_clients(px), c->n_clients, up > 0 ? up : 0);
     return 0;
 }
 
@@ -394,7 +396,7 @@ static int cmd_status(struct control *c, struct control_client *cl, int argc, ch
     }
     fprintf(out, "log-level: %s\n", log_level_str(log_get_level()));
     fprintf(out, "state: %s\n", px->draining ? "draining" : "running");
-    fprintf(out, "queries-in-flight: %u\ntcp-clients: %u\n", px->inflight, px->tcp_clients);
+    fprintf(out, "queries-in-flight: %u\ntcp-clients: %u\n", proxy_inflight(px), proxy_tcp_clients(px));
     if (t)
         fprintf(out, "dot: on, %zu entries (good %zu, bad %zu, busy %zu, unknown %zu), %u probes running, "
                      "%u queued\n",
@@ -406,23 +408,24 @@ static int cmd_status(struct control *c, struct control_client *cl, int argc, ch
     for (size_t i = 0; i < px->n_listeners; i++)
         fprintf(out, "listener: %s %s\n", net_addr_str(&px->listeners[i]->addr, buf, sizeof buf),
                 px->listeners[i]->tcp ? "tcp" : "udp");
-    const struct route_table *rt = px->routes;
+    const struct route_table *rt = px->view ? px->view->routes : NULL;
     for (size_t z = 0; rt && z < rt->n_zones; z++) {
         const struct route_zone *zone = &rt->zones[z];
         for (size_t i = 0; i < zone->n_servers; i++) {
-            const struct upstream *u = zone->servers[i];
-            fprintf(out, "upstream: zone=%s addr=%s tls=%s", zone->text, u->name, upstream_tls_str(u->tls_policy));
-            if (u->srtt >= 0)
-                fprintf(out, " srtt_ms=%.1f", u->srtt * 1000);
+            const struct route_server *u = zone->servers[i];
+            const struct health *h = u->health;
+            fprintf(out, "upstream: zone=%s addr=%s tls=%s", zone->text, u->name, server_tls_str(u->tls));
+            if (h->srtt >= 0)
+                fprintf(out, " srtt_ms=%.1f", h->srtt * 1000.0);
             else
                 fputs(" srtt_ms=-", out);
-            fprintf(out, " fails=%u sent=%" PRIu64 " answers=%" PRIu64 " timeouts=%" PRIu64, u->fails, u->sent,
-                    u->answers, u->timeouts);
-            if (u->backoff_until > now)
-                fprintf(out, " backoff_s=%.1f", u->backoff_until - now);
+            fprintf(out, " fails=%u sent=%" PRIu32 " answers=%" PRIu32 " timeouts=%" PRIu32, h->fails, h->sent,
+                    h->answers, h->timeouts);
+            if (h->backoff_until > now)
+                fprintf(out, " backoff_s=%.1f", h->backoff_until - now);
             /* Only opportunistic upstreams live in the probe table. */
-            if (!t || u->tls_policy != UPSTREAM_TLS_OPPORTUNISTIC) {
-                fputs(u->tls_policy == UPSTREAM_TLS_STRICT ? " dot=always\n" : " dot=off\n", out);
+            if (!t || u->tls != SERVER_TLS_OPPORTUNISTIC) {
+                fputs(u->tls == SERVER_TLS_STRICT ? " dot=always\n" : " dot=off\n", out);
                 continue;
             }
             const struct probe_entry *e = probe_table_find(t, &u->addr);
@@ -499,7 +502,7 @@ static int cmd_probe(struct control *c, struct control_client *cl, int argc, cha
         return -1;
     }
     net_ip_str(&ip, ipbuf, sizeof ipbuf);
-    const char *zone = upstream_zone(c->px->routes, &ip);
+    const char *zone = upstream_zone(c->px->view ? c->px->view->routes : NULL, &ip);
     const struct probe_entry *e = t ? probe_table_find(t, &ip) : NULL;
     if (!zone && e)
         zone = e->zone; /* seen on the data path (transparent mode) */

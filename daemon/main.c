@@ -7,32 +7,19 @@
 #include <string.h>
 
 #include "config/config.h"
-#include "daemon/control.h"
-#include "proxy/listener.h"
+#include "daemon/daemon.h"
 #include "lib/log.h"
-#include "daemon/metrics_http.h"
-#include "daemon/privs.h"
-#include "proxy/proxy.h"
-#include "daemon/setup.h"
-#include "proxy/upstream.h"
 #include "version.h"
 
 #define EXIT_CONFIG 2
 #define MAX_ARGS 64
 
 struct app {
-    struct ev_loop *loop;
     const char *config_path;
     struct config_overrides ov;
     const char *listen_args[MAX_ARGS];
     const char *upstream_args[MAX_ARGS];
-    struct proxy *px;
-    struct metrics_http *metrics;  /* HTTP /metrics and /health, or NULL; borrows px */
-    struct setup *setup;           /* start-up or reload in progress */
-    struct config *setup_cfg;      /* the config that setup is for (owned) */
-    bool reload_again;
-    bool stopping;
-    int exit_code;
+    struct daemon d;
     ev_signal sig_term, sig_int, sig_hup, sig_usr1;
 };
 
@@ -59,174 +46,6 @@ static void usage(FILE *out)
             "USR1 logs the counters.\n");
 }
 
-/* Logs each line config_load wrote to `errs` (a reload must not write to a
- * stderr nobody reads when logging goes to syslog). */
-static void log_lines(char *text)
-{
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
-        log_err("%s", line);
-}
-
-static struct config *load_config_logged(struct app *app)
-{
-    char *text = NULL;
-    size_t len = 0;
-    FILE *errs = open_memstream(&text, &len);
-    if (!errs)
-        return config_load(app->config_path, &app->ov, stderr);
-    struct config *cfg = config_load(app->config_path, &app->ov, errs);
-    fclose(errs);
-    if (text && *text)
-        log_lines(text);
-    free(text);
-    return cfg;
-}
-
-static void log_started(const struct proxy *px)
-{
-    char lbuf[1024] = "", rbuf[2048];
-    size_t o = 0;
-    for (size_t i = 0; i < px->n_listeners && o < sizeof lbuf; i++) {
-        const struct listener *l = px->listeners[i];
-        char a[NET_ADDRSTRLEN];
-        o += (size_t)snprintf(lbuf + o, sizeof lbuf - o, "%s%s/%s", o ? ", " : "",
-                              net_addr_str(&l->addr, a, sizeof a), l->tcp ? "tcp" : "udp");
-    }
-    setup_describe_routes(px->routes, rbuf, sizeof rbuf);
-    log_notice("dotward %s listening on %s; forwarding %s", DOTWARD_VERSION, lbuf, rbuf);
-}
-
-static void on_drained(struct proxy *px)
-{
-    ev_break(px->loop, EVBREAK_ALL);
-}
-
-static void reload(struct app *app);
-
-/* The control socket's `reload` command: like SIGHUP. */
-static void control_reload(void *arg)
-{
-    struct app *app = arg;
-    if (app->px && !app->stopping)
-        reload(app);
-}
-
-/* Opens, moves or closes the control socket to match the running config.
- * At start a failure is fatal (returns -1); on reload it is logged and the
- * proxy runs without a socket. */
-static int control_update(struct app *app)
-{
-    struct proxy *px = app->px;
-    const char *want = px->cfg->control_socket;
-    if (px->control && want && strcmp(control_path(px->control), want) == 0)
-        return 0;
-    control_free(px->control); /* safe even from inside the reload command */
-    px->control = NULL;
-    if (!want)
-        return 0;
-    struct control_hooks hooks = { .reload = control_reload, .arg = app };
-    px->control = control_new(px, want, &hooks);
-    return px->control ? 0 : -1;
-}
-
-/* Start-up cannot go on: the loop ends and dotward exits 1. */
-static void start_failed(struct app *app)
-{
-    app->exit_code = 1;
-    ev_break(app->loop, EVBREAK_ALL);
-}
-
-static void start_done(void *arg, const struct config *cfg_const, struct route_table *routes)
-{
-    struct app *app = arg;
-    struct config *cfg = app->setup_cfg;
-    (void)cfg_const;
-    app->setup = NULL;
-    app->setup_cfg = NULL;
-    if (!routes) {
-        config_free(cfg);
-        start_failed(app);
-        return;
-    }
-    app->px = proxy_new(app->loop, cfg, routes);
-    route_table_unref(routes);
-    if (!app->px) {
-        start_failed(app);
-        return;
-    }
-    app->px->on_drained = on_drained;
-    if (metrics_http_apply(&app->metrics, app->px, cfg) < 0) {
-        start_failed(app);
-        return;
-    }
-    if (cfg->user || cfg->group) {
-        char err[256];
-        if (privs_drop(cfg->user, cfg->group, err, sizeof err) < 0) {
-            /* Running on as root after the operator asked otherwise is worse than not running. */
-            log_err("cannot drop privileges: %s", err);
-            start_failed(app);
-            return;
-        }
-        log_info("running as user %s, group %s", cfg->user ? cfg->user : "(unchanged)",
-                 cfg->group ? cfg->group : "(the user's)");
-    }
-    log_started(app->px);
-    if (control_update(app) < 0) {
-        start_failed(app);
-        return;
-    }
-    proxy_start_probing(app->px);
-    if (app->stopping)
-        proxy_drain(app->px);
-}
-
-
-static void reload_done(void *arg, const struct config *cfg_const, struct route_table *routes)
-{
-    struct app *app = arg;
-    struct config *cfg = app->setup_cfg;
-    (void)cfg_const;
-    app->setup = NULL;
-    app->setup_cfg = NULL;
-    if (!routes) {
-        log_err("reload failed: keeping the running configuration");
-        config_free(cfg);
-    } else {
-        int level = cfg->log_level;
-        bool use_syslog = cfg->log_syslog;
-        if (proxy_reconfigure(app->px, cfg, routes) < 0) {
-            log_err("reload failed: keeping the running configuration");
-        } else {
-            log_setup((enum log_level)level, use_syslog);
-            log_notice("reloaded %s", app->config_path ? app->config_path : "the configuration");
-            log_started(app->px);
-            control_update(app);
-            if (metrics_http_apply(&app->metrics, app->px, app->px->cfg) < 0)
-                log_err("reload: keeping the previous metrics endpoint");
-            proxy_start_probing(app->px);
-        }
-    }
-    if (app->reload_again && !app->stopping) {
-        app->reload_again = false;
-        reload(app);
-    }
-}
-
-static void reload(struct app *app)
-{
-    if (app->setup) {
-        app->reload_again = true; /* one more once this one is done */
-        return;
-    }
-    struct config *cfg = load_config_logged(app);
-    if (!cfg) {
-        log_err("reload failed: keeping the running configuration");
-        return;
-    }
-    app->setup_cfg = cfg;
-    app->setup = setup_start(app->loop, cfg, app->px->routes, reload_done, app);
-}
-
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     struct app *app = w->data;
@@ -235,26 +54,13 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     switch (w->signum) {
     case SIGTERM:
     case SIGINT:
-        if (app->stopping)
-            return;
-        app->stopping = true;
-        log_notice("signal %d: stopping", w->signum);
-        if (app->setup && app->px) {
-            setup_cancel(app->setup); /* an unfinished reload is dropped */
-            app->setup = NULL;
-            config_free(app->setup_cfg);
-            app->setup_cfg = NULL;
-        }
-        if (app->px)
-            proxy_drain(app->px);
+        daemon_stop(&app->d, w->signum);
         break;
     case SIGHUP:
-        if (app->px && !app->stopping)
-            reload(app);
+        daemon_reload(&app->d);
         break;
     case SIGUSR1:
-        if (app->px)
-            proxy_log_stats(app->px);
+        daemon_log_stats(&app->d);
         break;
     }
 }
@@ -353,37 +159,20 @@ int main(int argc, char **argv)
     log_setup((enum log_level)cfg->log_level, cfg->log_syslog);
     signal(SIGPIPE, SIG_IGN);
 
-    app.loop = ev_default_loop(EVFLAG_AUTO);
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     struct { ev_signal *w; int sig; } sigs[] = {
         { &app.sig_term, SIGTERM }, { &app.sig_int, SIGINT }, { &app.sig_hup, SIGHUP }, { &app.sig_usr1, SIGUSR1 },
     };
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
         ev_signal_init(sigs[i].w, signal_cb, sigs[i].sig);
         sigs[i].w->data = &app;
-        ev_signal_start(app.loop, sigs[i].w);
+        ev_signal_start(loop, sigs[i].w);
     }
-
-    app.setup_cfg = cfg;
-    app.setup = setup_start(app.loop, cfg, NULL, start_done, &app);
-    if (app.exit_code == 0)
-        ev_run(app.loop, 0);
-
-    if (app.setup) {
-        setup_cancel(app.setup);
-        config_free(app.setup_cfg);
-    }
-    if (app.px) {
-        proxy_state_save(app.px); /* after the drain: the table's last word */
-        proxy_log_stats(app.px);
-        metrics_http_free(app.metrics);
-        app.metrics = NULL;
-        control_free(app.px->control);
-        app.px->control = NULL;
-        proxy_free(app.px);
-        log_notice("stopped");
-    }
+    if (daemon_start(&app.d, loop, app.config_path, &app.ov, cfg) == 0)
+        ev_run(loop, 0);
+    daemon_fini(&app.d);
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-        ev_signal_stop(app.loop, sigs[i].w);
-    ev_loop_destroy(app.loop);
-    return app.exit_code;
+        ev_signal_stop(loop, sigs[i].w);
+    ev_loop_destroy(loop);
+    return app.d.exit_code;
 }

@@ -15,6 +15,7 @@
 #include "config/config.h"
 #include "lib/log.h"
 #include "proxy/proxy.h"
+#include "proxy/stats.h"
 
 /* Accepted per wake-up, so a connect flood cannot hold the loop. */
 #define METRICS_ACCEPT_BATCH 64
@@ -159,7 +160,9 @@ static void respond_metrics(struct metrics_conn *c)
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
-    int r = f ? metrics_render(px, ev_now(px->loop), f) : -1;
+    struct metrics_snapshot snap;
+    metrics_snapshot_of(px, &snap);
+    int r = f ? metrics_render(&snap, ev_now(px->loop), f) : -1;
     if (f && fclose(f) != 0)
         r = -1;
     if (r < 0) {
@@ -353,21 +356,11 @@ const struct net_addr *metrics_http_addr(const struct metrics_http *m)
     return &m->addr;
 }
 
-int metrics_http_apply(struct metrics_http **m, struct proxy *px, const struct config *cfg)
+void metrics_snapshot_of(const struct proxy *px, struct metrics_snapshot *out)
 {
-    if (!cfg->metrics_enabled) {
-        if (*m)
-            log_info("metrics: endpoint closed (metrics-listen is no longer set)");
-        metrics_http_free(*m);
-        *m = NULL;
-        return 0;
-    }
-    if (*m && (*m)->px == px && net_addr_equal(&(*m)->addr, &cfg->metrics_listen))
-        return 0;
-    struct metrics_http *n = metrics_http_new(px, &cfg->metrics_listen);
-    if (!n)
-        return -1;
-    metrics_http_free(*m);
-    *m = n;
-    return 0;
+    *out = (struct metrics_snapshot){
+        .stats = &px->stats, .probes = px->probes, .inflight = proxy_inflight(px),
+        .tcp_clients = proxy_tcp_clients(px), .dot_connections = proxy_dot_connections(px),
+        .draining = px->draining, .started = px->started,
+    };
 }

@@ -17,12 +17,14 @@
 #ifndef DOTWARD_METRICS_HTTP_H
 #define DOTWARD_METRICS_HTTP_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "lib/net.h"
 
-struct config;
+struct probe_table;
 struct proxy;
+struct stats;
 struct metrics_http;
 
 #define METRICS_HTTP_MAX_REQUEST 4096
@@ -37,16 +39,20 @@ void metrics_http_free(struct metrics_http *m);
 /* The address it listens on. */
 const struct net_addr *metrics_http_addr(const struct metrics_http *m);
 
-/* Makes *m match cfg's metrics-listen (cfg borrowed): keeps *m if the
- * address is unchanged, opens the new one before closing the old, frees it
- * when metrics are off. Returns 0, or -1 after logging (then *m is unchanged,
- * so a reload that asks for a busy address keeps the old endpoint). */
-int metrics_http_apply(struct metrics_http **m, struct proxy *px, const struct config *cfg);
+/* What /metrics shows, gathered from the proxy at request time. */
+struct metrics_snapshot {
+    const struct stats *stats;          /* borrowed */
+    const struct probe_table *probes;   /* borrowed, may be NULL */
+    unsigned inflight, tcp_clients, dot_connections;
+    bool draining;
+    double started;
+};
+void metrics_snapshot_of(const struct proxy *px, struct metrics_snapshot *out);
 
-/* Writes every metric of `px` (borrowed, read only) to `out` in the
+/* Writes every metric of `m` (borrowed, read only) to `out` in the
  * Prometheus text format; `now` is ev_now(), for the uptime. Separate from
  * the HTTP side so tests can render a made-up proxy. Returns 0, or -1 if
  * `out` reports a write error. (daemon/metrics_render.c) */
-int metrics_render(const struct proxy *px, double now, FILE *out);
+int metrics_render(const struct metrics_snapshot *m, double now, FILE *out);
 
 #endif

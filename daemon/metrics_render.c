@@ -9,10 +9,7 @@
 
 #include "daemon/metrics_http.h"
 #include "probe/table.h"
-#include "proxy/proxy.h"
 #include "proxy/stats.h"
-#include "proxy/stream.h"
-#include "proxy/upstream.h"
 #include "version.h"
 
 #define STAT_OFF(field) offsetof(struct stats, field)
@@ -91,6 +88,9 @@ static const struct { const char *name, *help; } plain_help[] = {
     { "upstream_malformed", "Upstream answers that did not parse." },
     { "truncated", "Answers truncated (TC=1) to fit a UDP client's buffer size." },
     { "tcp_clients_rejected", "TCP client connections closed at once because tcp-clients were open." },
+    { "tcp_clients_evicted", "TCP client connections closed to make room for a new one: idle or slow ones, when tcp-clients were open." },
+    { "tcp_clients_timed_out", "TCP client connections closed because a message, or the reading of answers, took longer than tcp-io-timeout." },
+    { "upstream_conn_limit", "Upstream TCP or DoT connections not opened because max-upstream-connections were open and none was idle." },
     { "send_errors", "Answers that could not be sent to a client." },
 };
 
@@ -174,34 +174,15 @@ static void render_probes(FILE *f, const struct probe_table *t)
 }
 
 /* Upstreams are shared between zones: each is counted once. */
-static unsigned dot_open(const struct route_table *t)
-{
-    unsigned n = 0;
-    for (size_t i = 0; t && i < t->n_zones; i++) {
-        for (size_t j = 0; j < t->zones[i].n_servers; j++) {
-            const struct upstream *u = t->zones[i].servers[j];
-            bool seen = false;
-            for (size_t k = 0; k <= i && !seen; k++)
-                for (size_t l = 0; l < (k == i ? j : t->zones[k].n_servers) && !seen; l++)
-                    seen = t->zones[k].servers[l] == u;
-            if (seen)
-                continue;
-            for (int d = 0; d < UPSTREAM_DOT_CONNS; d++)
-                if (u->dot[d] && stream_is_open(u->dot[d]))
-                    n++;
-        }
-    }
-    return n;
-}
 
-static void render_gauges(FILE *f, const struct proxy *px, double now)
+static void render_gauges(FILE *f, const struct metrics_snapshot *px, double now)
 {
     family(f, "dotward_queries_in_flight", "gauge", "Client queries waiting for an answer.");
     fprintf(f, "dotward_queries_in_flight %u\n", px->inflight);
     family(f, "dotward_tcp_clients", "gauge", "Client TCP connections open.");
     fprintf(f, "dotward_tcp_clients %u\n", px->tcp_clients);
     family(f, "dotward_dot_connections_open", "gauge", "DoT connections to upstreams open now.");
-    fprintf(f, "dotward_dot_connections_open %u\n", dot_open(px->routes));
+    fprintf(f, "dotward_dot_connections_open %u\n", px->dot_connections);
     family(f, "dotward_draining", "gauge", "1 while dotward stops: no new queries are accepted.");
     fprintf(f, "dotward_draining %d\n", px->draining ? 1 : 0);
     family(f, "dotward_uptime_seconds", "gauge", "Seconds since dotward started serving.");
@@ -232,11 +213,11 @@ static void render_latency(FILE *f, const struct stats *s)
     }
 }
 
-int metrics_render(const struct proxy *px, double now, FILE *out)
+int metrics_render(const struct metrics_snapshot *px, double now, FILE *out)
 {
-    render_counters(out, &px->stats);
+    render_counters(out, px->stats);
     render_probes(out, px->probes);
     render_gauges(out, px, now);
-    render_latency(out, &px->stats);
+    render_latency(out, px->stats);
     return ferror(out) ? -1 : 0;
 }

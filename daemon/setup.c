@@ -8,12 +8,13 @@
 #include "config/config.h"
 #include "lib/log.h"
 #include "lib/resolve.h"
-#include "proxy/upstream.h"
+#include "proxy/route.h"
+#include "proxy/tls_profile.h"
 
 struct setup {
     struct ev_loop *loop;
     const struct config *cfg;
-    const struct route_table *reuse;
+    struct setup_env env;
     setup_done_cb cb;
     void *arg;
     struct resolver *resolver;
@@ -28,18 +29,33 @@ static bool is_listen_addr(const struct config *cfg, const struct net_addr *a)
     return false;
 }
 
-static enum upstream_tls tls_policy(enum config_tls t)
+static enum server_tls tls_policy(enum config_tls t)
 {
     switch (t) {
-    case CONFIG_TLS_STRICT: return UPSTREAM_TLS_STRICT;
-    case CONFIG_TLS_OFF: return UPSTREAM_TLS_OFF;
+    case CONFIG_TLS_STRICT: return SERVER_TLS_STRICT;
+    case CONFIG_TLS_OFF: return SERVER_TLS_OFF;
     case CONFIG_TLS_OPPORTUNISTIC: break;
     }
-    return UPSTREAM_TLS_OPPORTUNISTIC;
+    return SERVER_TLS_OPPORTUNISTIC;
+}
+
+/* A strict server's profile: the running one's if it verifies the same
+ * way, else a new one. Returns a new reference, or NULL after logging. */
+static struct tls_profile *strict_profile(const struct setup_env *env, const struct net_addr *a,
+                                          const char *name, const char *auth_name, const char *ca_file)
+{
+    const struct route_server *old = route_table_find(env->reuse, a);
+    if (old && old->profile && tls_profile_matches(old->profile, auth_name, ca_file))
+        return tls_profile_ref(old->profile);
+    char err[256];
+    struct tls_profile *p = tls_profile_strict(auth_name, ca_file, err, sizeof err);
+    if (!p)
+        log_err("upstream %s: %s", name, err);
+    return p;
 }
 
 /* `cu` is NULL for a resolv.conf nameserver. */
-static int add_server(struct route_table *t, const struct route_table *reuse, const struct config *cfg,
+static int add_server(struct route_table *t, const struct setup_env *env, const struct config *cfg,
                       const char *zone, const struct net_addr *a, const char *origin,
                       const struct config_upstream *cu)
 {
@@ -50,25 +66,23 @@ static int add_server(struct route_table *t, const struct route_table *reuse, co
         log_warn("%s: upstream %s is one of dotward's own listen addresses: skipped", origin, name);
         return 0;
     }
-    struct upstream *u = route_table_find(t, a);
-    if (u) {
-        /* The same server listed twice: the later line cannot change its policy. */
-        u = upstream_ref(u);
-    } else {
-        u = route_table_find(reuse, a);
-        u = u ? upstream_ref(u) : upstream_new(a);
-        if (!u)
+    /* The same server listed twice: the later line cannot change its policy. */
+    struct route_server *s = route_table_find(t, a);
+    if (!s) {
+        enum server_tls tls = cu ? tls_policy(cu->tls) : SERVER_TLS_OPPORTUNISTIC;
+        struct tls_profile *profile = NULL;
+        if (tls == SERVER_TLS_STRICT && !(profile = strict_profile(env, a, name, cu->auth_name, cu->ca_file)))
             return -1;
-        if (upstream_set_tls(u, cu ? tls_policy(cu->tls) : UPSTREAM_TLS_OPPORTUNISTIC,
-                             cu ? cu->auth_name : NULL, cu ? cu->ca_file : NULL) < 0) {
-            upstream_unref(u);
+        if (tls == SERVER_TLS_OPPORTUNISTIC)
+            profile = tls_profile_ref(env->opportunistic);
+        s = route_table_add_server(t, a, tls, profile, !(cu && cu->authoritative), cu != NULL);
+        tls_profile_unref(profile);
+        if (!s) {
+            log_err("%s: upstream %s: out of memory", origin, name);
             return -1;
         }
-        u->rd = !(cu && cu->authoritative);
-        u->configured = cu != NULL;
     }
-    int r = route_table_add(t, zone, u);
-    upstream_unref(u);
+    int r = route_table_add(t, zone, s);
     if (r < 0)
         log_err("%s: cannot add upstream %s to zone %s", origin, name, zone);
     return r;
@@ -82,10 +96,10 @@ static bool has_root(const struct route_table *t)
     return false;
 }
 
-static struct route_table *build(const struct config *cfg, const struct route_table *reuse,
+static struct route_table *build(const struct config *cfg, const struct setup_env *env,
                                  const struct resolve_result *res, const size_t *name_index, size_t n_names)
 {
-    struct route_table *t = route_table_new();
+    struct route_table *t = route_table_new(env->health);
     if (!t)
         return NULL;
     bool root_configured = false;
@@ -93,7 +107,7 @@ static struct route_table *build(const struct config *cfg, const struct route_ta
         const struct config_upstream *u = &cfg->upstreams[i];
         root_configured |= strcmp(u->zone, ".") == 0;
         if (u->addr_ok) {
-            if (add_server(t, reuse, cfg, u->zone, &u->addr, u->origin, u) < 0)
+            if (add_server(t, env, cfg, u->zone, &u->addr, u->origin, u) < 0)
                 goto fail;
             continue;
         }
@@ -103,7 +117,7 @@ static struct route_table *build(const struct config *cfg, const struct route_ta
             if (res[k].n == 0)
                 log_err("%s: upstream %s: cannot resolve: %s", u->origin, u->host, res[k].error);
             for (size_t j = 0; j < res[k].n; j++)
-                if (add_server(t, reuse, cfg, u->zone, &res[k].addrs[j], u->origin, u) < 0)
+                if (add_server(t, env, cfg, u->zone, &res[k].addrs[j], u->origin, u) < 0)
                     goto fail;
         }
     }
@@ -116,7 +130,7 @@ static struct route_table *build(const struct config *cfg, const struct route_ta
             goto fail;
         }
         for (size_t j = 0; j < n; j++)
-            if (add_server(t, reuse, cfg, ".", &ns[j], cfg->resolv_conf, NULL) < 0) {
+            if (add_server(t, env, cfg, ".", &ns[j], cfg->resolv_conf, NULL) < 0) {
                 free(ns);
                 goto fail;
             }
@@ -130,31 +144,30 @@ static struct route_table *build(const struct config *cfg, const struct route_ta
         log_warn("no upstream serves \".\": names outside the configured zones get SERVFAIL");
     return t;
 fail:
-    route_table_unref(t);
+    route_table_free(t);
     return NULL;
 }
 
 static void resolved_cb(void *arg, struct resolve_result *res, size_t n)
 {
     struct setup *s = arg;
-    struct route_table *t = build(s->cfg, s->reuse, res, s->name_index, n);
+    struct route_table *t = build(s->cfg, &s->env, res, s->name_index, n);
     resolve_results_free(res, n);
     setup_done_cb cb = s->cb;
     void *cb_arg = s->arg;
-    const struct config *cfg = s->cfg;
     free(s->name_index);
     free(s);
-    cb(cb_arg, cfg, t);
+    cb(cb_arg, t);
 }
 
-struct setup *setup_start(struct ev_loop *loop, const struct config *cfg, const struct route_table *reuse,
+struct setup *setup_start(struct ev_loop *loop, const struct config *cfg, const struct setup_env *env,
                           setup_done_cb cb, void *arg)
 {
     size_t n_names = 0;
     for (size_t i = 0; i < cfg->n_upstreams; i++)
         n_names += !cfg->upstreams[i].addr_ok;
     if (n_names == 0) {
-        cb(arg, cfg, build(cfg, reuse, NULL, NULL, 0));
+        cb(arg, build(cfg, env, NULL, NULL, 0));
         return NULL;
     }
     struct setup *s = calloc(1, sizeof *s);
@@ -169,7 +182,7 @@ struct setup *setup_start(struct ev_loop *loop, const struct config *cfg, const 
         free(names);
         free(ports);
         log_err("out of memory");
-        cb(arg, cfg, NULL);
+        cb(arg, NULL);
         return NULL;
     }
     size_t k = 0;
@@ -182,7 +195,7 @@ struct setup *setup_start(struct ev_loop *loop, const struct config *cfg, const 
     }
     s->loop = loop;
     s->cfg = cfg;
-    s->reuse = reuse;
+    s->env = *env;
     s->cb = cb;
     s->arg = arg;
     s->resolver = resolve_start(loop, cfg->resolv_conf, names, ports, n_names, resolved_cb, s);
@@ -191,7 +204,7 @@ struct setup *setup_start(struct ev_loop *loop, const struct config *cfg, const 
     if (!s->resolver) {
         free(s->name_index);
         free(s);
-        cb(arg, cfg, NULL);
+        cb(arg, NULL);
         return NULL;
     }
     return s;
@@ -206,14 +219,3 @@ void setup_cancel(struct setup *s)
     free(s);
 }
 
-void setup_describe_routes(const struct route_table *t, char *buf, size_t bufsz)
-{
-    size_t o = 0;
-    buf[0] = 0;
-    for (size_t i = 0; i < t->n_zones && o < bufsz; i++) {
-        const struct route_zone *z = &t->zones[i];
-        o += (size_t)snprintf(buf + o, bufsz - o, "%s%s to ", i ? "; " : "", z->text);
-        for (size_t j = 0; j < z->n_servers && o < bufsz; j++)
-            o += (size_t)snprintf(buf + o, bufsz - o, "%s%s", j ? ", " : "", z->servers[j]->name);
-    }
-}

@@ -6,14 +6,21 @@
 #include <sys/socket.h>
 
 #include "lib/log.h"
-#include "proxy/proxy.h"
 
-void outbox_init(struct outbox *ob, struct proxy *px, int fd)
+static void flush_slots(struct outbox *ob);
+
+static void flush_item_cb(struct flush_item *it)
+{
+    flush_slots((struct outbox *)((char *)it - offsetof(struct outbox, item)));
+}
+
+void outbox_init(struct outbox *ob, struct flusher *fl, int fd, uint64_t *send_errors)
 {
     ob->fd = fd;
     ob->n = 0;
-    ob->next_dirty = NULL;
-    ob->px = px;
+    ob->flusher = fl;
+    ob->send_errors = send_errors;
+    flush_item_init(&ob->item, flush_item_cb);
 }
 
 static int send_now(int fd, const struct net_addr *to, const uint8_t *msg, size_t len)
@@ -33,26 +40,13 @@ int outbox_add(struct outbox *ob, const struct net_addr *to, const uint8_t *msg,
         return send_now(ob->fd, to, msg, len);
     if (ob->n == OUTBOX_SLOTS)
         outbox_flush(ob);
-    if (ob->n == 0) {
-        ob->next_dirty = ob->px->dirty;
-        ob->px->dirty = ob;
-    }
+    if (ob->n == 0)
+        flusher_queue(ob->flusher, &ob->item);
     ob->slot[ob->n].to = *to;
     ob->slot[ob->n].len = len;
     memcpy(ob->slot[ob->n].data, msg, len);
     ob->n++;
     return 0;
-}
-
-static void unlink_dirty(struct outbox *ob)
-{
-    for (struct outbox **pp = &ob->px->dirty; *pp; pp = &(*pp)->next_dirty) {
-        if (*pp == ob) {
-            *pp = ob->next_dirty;
-            break;
-        }
-    }
-    ob->next_dirty = NULL;
 }
 
 static struct log_limit send_limit;
@@ -84,7 +78,8 @@ static void flush_slots(struct outbox *ob)
         char buf[NET_ADDRSTRLEN];
         log_limited(&send_limit, LOG_LVL_WARN, "send to %s failed: %s",
                     net_addr_str(&ob->slot[done].to, buf, sizeof buf), strerror(errno));
-        ob->px->stats.send_errors++;
+        if (ob->send_errors)
+            (*ob->send_errors)++;
         done++;
     }
     ob->n = 0;
@@ -94,23 +89,12 @@ void outbox_flush(struct outbox *ob)
 {
     if (ob->n == 0)
         return;
-    unlink_dirty(ob);
+    flusher_cancel(ob->flusher, &ob->item);
     flush_slots(ob);
 }
 
 void outbox_discard(struct outbox *ob)
 {
-    if (ob->n)
-        unlink_dirty(ob);
+    flusher_cancel(ob->flusher, &ob->item);
     ob->n = 0;
-}
-
-void outbox_flush_all(struct proxy *px)
-{
-    while (px->dirty) {
-        struct outbox *ob = px->dirty;
-        px->dirty = ob->next_dirty;
-        ob->next_dirty = NULL;
-        flush_slots(ob);
-    }
 }

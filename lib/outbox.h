@@ -1,15 +1,14 @@
 /* lib/outbox.h: UDP datagrams queued for one socket and sent together with
- * sendmmsg(2) when the loop is about to block. Messages are copied in, so the
- * caller's buffer is free again at once. */
-#ifndef DOTWARD_OUTBOX_H
-#define DOTWARD_OUTBOX_H
+ * sendmmsg(2) when the loop is about to block (lib/flush.h). Messages are
+ * copied in, so the caller's buffer is free again at once. */
+#ifndef DOTWARD_LIB_OUTBOX_H
+#define DOTWARD_LIB_OUTBOX_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/flush.h"
 #include "lib/net.h"
-
-struct proxy;
 
 #define OUTBOX_SLOTS 32
 #define OUTBOX_SLOT_BYTES 1500  /* larger datagrams are sent at once, unbatched */
@@ -17,8 +16,9 @@ struct proxy;
 struct outbox {
     int fd;                     /* borrowed from the socket's owner */
     unsigned n;
-    struct outbox *next_dirty;
-    struct proxy *px;
+    struct flush_item item;
+    struct flusher *flusher;    /* borrowed */
+    uint64_t *send_errors;      /* borrowed counter, bumped per lost datagram */
     struct {
         struct net_addr to;
         size_t len;
@@ -26,14 +26,12 @@ struct outbox {
     } slot[OUTBOX_SLOTS];
 };
 
-void outbox_init(struct outbox *ob, struct proxy *px, int fd);
+void outbox_init(struct outbox *ob, struct flusher *fl, int fd, uint64_t *send_errors);
 /* Queues a datagram (copied). Returns 0, or -1 if it could not be sent. */
 int outbox_add(struct outbox *ob, const struct net_addr *to, const uint8_t *msg, size_t len);
 /* Sends everything queued on this outbox now. */
 void outbox_flush(struct outbox *ob);
-/* Drops anything queued (the socket is closing) and unlinks from the dirty list. */
+/* Drops anything queued (the socket is closing). */
 void outbox_discard(struct outbox *ob);
-/* Sends every outbox with queued datagrams. */
-void outbox_flush_all(struct proxy *px);
 
 #endif

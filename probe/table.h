@@ -33,6 +33,7 @@ enum probe_outcome {
     PROBE_QUERY_TIMEOUT,   /* TLS up, no answer within the deadline */
     PROBE_BAD_ANSWER,      /* garbage, mismatched ID/question, or closed before the answer */
     PROBE_CLOSED_CLEAN,    /* data path: the server closed an idle connection */
+    PROBE_RESET,           /* data path: an established connection was reset, or a read failed */
     PROBE_LOCAL_ERROR,     /* our side failed (no fd, no memory, cancelled): not the server's fault */
     PROBE_OUTCOME_MAX
 };

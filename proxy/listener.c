@@ -9,18 +9,15 @@
 
 #include "lib/log.h"
 #include "lib/outbox.h"
-#include "proxy/proxy.h"
 #include "proxy/query.h"
-
-
-void tcp_client_accept(struct proxy *px, struct listener *l, int fd, const struct net_addr *peer);
+#include "proxy/stats.h"
 
 static struct log_limit recv_limit;
 
 static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct listener *l = w->data;
-    struct proxy *px = l->px;
+    const struct listener_hooks *h = l->hooks;
     struct net_batch b;
     (void)loop;
     (void)revents;
@@ -31,13 +28,12 @@ static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         if (n < 0)
             log_limited(&recv_limit, LOG_LVL_WARN, "recv on a UDP listener: %s", strerror(errno));
         for (int i = 0; i < n; i++) {
-            px->stats.queries_udp++;
+            h->stats->queries_udp++;
             if (b.truncated[i]) {
-                px->stats.malformed_dropped++;
+                h->stats->malformed_dropped++;
                 continue;
             }
-            struct client c = { .udp = l, .peer = b.from[i], .tcp = NULL };
-            query_receive(px, &c, b.buf[i], b.len[i]);
+            h->udp(h->arg, l, &b.from[i], b.buf[i], b.len[i]);
         }
         if (n < NET_BATCH)
             break;
@@ -58,11 +54,10 @@ static void tcp_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
                 break;
-            /* EMFILE and the like: logged, and retried on the next readiness. */
             log_limited(&accept_limit, LOG_LVL_WARN, "accept: %s", strerror(errno));
             break;
         }
-        tcp_client_accept(l->px, l, fd, &peer);
+        l->hooks->tcp(l->hooks->arg, l, fd, &peer);
     }
 }
 
@@ -71,7 +66,7 @@ bool listener_is_v6_loopback(const struct net_addr *a)
     return net_addr_family(a) == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&a->u.in6.sin6_addr);
 }
 
-struct listener *listener_open(struct proxy *px, const struct net_addr *a, bool tcp)
+struct listener *listener_open(const struct listener_hooks *hooks, const struct net_addr *a, bool tcp)
 {
     char name[NET_ADDRSTRLEN];
     net_addr_str(a, name, sizeof name);
@@ -90,31 +85,31 @@ struct listener *listener_open(struct proxy *px, const struct net_addr *a, bool 
         free(l);
         close(fd);
         log_err("out of memory");
+        errno = ENOMEM;
         return NULL;
     }
-    l->px = px;
+    l->hooks = hooks;
     l->refs = 1;
     l->tcp = tcp;
     l->addr = *a;
     l->fd = fd;
     if (!tcp)
-        outbox_init(l->out, px, fd);
+        outbox_init(l->out, hooks->flusher, fd, &hooks->stats->send_errors);
     ev_io_init(&l->io, tcp ? tcp_accept_cb : udp_read_cb, fd, EV_READ);
     l->io.data = l;
-    listener_resume(l);
     return l;
 }
 
 void listener_stop(struct listener *l)
 {
     l->open = false;
-    ev_io_stop(l->px->loop, &l->io);
+    ev_io_stop(l->hooks->loop, &l->io);
 }
 
-void listener_resume(struct listener *l)
+void listener_start(struct listener *l)
 {
     l->open = true;
-    ev_io_start(l->px->loop, &l->io);
+    ev_io_start(l->hooks->loop, &l->io);
 }
 
 struct listener *listener_ref(struct listener *l)
@@ -136,8 +131,17 @@ void listener_unref(struct listener *l)
     free(l);
 }
 
-void listener_udp_send(struct listener *l, const struct net_addr *peer, const uint8_t *msg, size_t len)
+static void udp_send(void *conn, const struct net_addr *peer, const uint8_t *msg, size_t len)
 {
+    struct listener *l = conn;
     if (outbox_add(l->out, peer, msg, len) < 0)
-        l->px->stats.send_errors++;
+        l->hooks->stats->send_errors++;
 }
+
+static void udp_done(void *conn) { (void)conn; }
+static void udp_ref(void *conn) { listener_ref(conn); }
+static void udp_unref(void *conn) { listener_unref(conn); }
+
+const struct client_ops listener_udp_client = {
+    .stream = false, .send = udp_send, .done = udp_done, .ref = udp_ref, .unref = udp_unref,
+};

@@ -1,27 +1,41 @@
 /* proxy/listener.h: the client-facing sockets.
  *
  * A listener is one UDP socket or one TCP listening socket on one address.
- * The proxy's array holds a reference to each open listener; a UDP query holds
- * one too, so an answer can still leave through a listener that a reload has
- * closed for new queries. TCP client connections are struct tcp_client, each
- * reference-counted in the same way by the queries that came in on it. */
-#ifndef DOTWARD_LISTENER_H
-#define DOTWARD_LISTENER_H
+ * It hands what arrives to its owner through the hooks it was opened with:
+ * each UDP datagram, each accepted TCP connection. Reference-counted: the
+ * proxy's listener set holds one, and so does every UDP query answered
+ * through it, so an answer can still leave through a listener that a
+ * reload has closed for new queries. */
+#ifndef DOTWARD_PROXY_LISTENER_H
+#define DOTWARD_PROXY_LISTENER_H
 
 #include <ev.h>
 #include <stdbool.h>
 
-#include "lib/bytebuf.h"
 #include "lib/net.h"
 
+struct flusher;
+struct listener;
 struct outbox;
-struct proxy;
+struct stats;
+struct client_ops;
+
+struct listener_hooks {
+    /* A datagram (msg borrowed) from `peer`. */
+    void (*udp)(void *arg, struct listener *l, const struct net_addr *peer, const uint8_t *msg, size_t len);
+    /* An accepted connection: `fd` is taken. */
+    void (*tcp)(void *arg, struct listener *l, int fd, const struct net_addr *peer);
+    void *arg;
+    struct ev_loop *loop;
+    struct flusher *flusher;
+    struct stats *stats;
+};
 
 struct listener {
-    struct proxy *px;
+    const struct listener_hooks *hooks;   /* borrowed: outlives the listener */
     unsigned refs;
     bool tcp;
-    bool open;                 /* accepting/reading */
+    bool open;                 /* reading/accepting */
     struct net_addr addr;
     int fd;
     ev_io io;
@@ -30,24 +44,16 @@ struct listener {
 
 /* [::1]: on a host without IPv6 it cannot be bound, and nothing can reach it. */
 bool listener_is_v6_loopback(const struct net_addr *a);
-/* Binds and starts watching; returns NULL after logging, errno set. refs = 1 (the list's). */
-struct listener *listener_open(struct proxy *px, const struct net_addr *a, bool tcp);
+/* Binds, not yet watching (listener_start). Returns NULL after logging,
+ * errno set. refs = 1. */
+struct listener *listener_open(const struct listener_hooks *hooks, const struct net_addr *a, bool tcp);
+void listener_start(struct listener *l);
 /* Stops reading or accepting; the fd stays open until the last reference. */
 void listener_stop(struct listener *l);
-void listener_resume(struct listener *l);
 struct listener *listener_ref(struct listener *l);
 void listener_unref(struct listener *l);
-void listener_udp_send(struct listener *l, const struct net_addr *peer, const uint8_t *msg, size_t len);
 
-/* Stops reading new queries on every TCP client (drain). */
-void tcp_clients_stop_reading(struct proxy *px);
-
-struct tcp_client;
-struct tcp_client *tcp_client_ref(struct tcp_client *c);
-void tcp_client_unref(struct tcp_client *c);
-/* Queues an answer (copied) on the connection; dropped if it has closed. */
-void tcp_client_send(struct tcp_client *c, const uint8_t *msg, size_t len);
-/* A query that came in on `c` has been answered. */
-void tcp_client_query_done(struct tcp_client *c);
+/* How a query answers a UDP client: conn is the listener. */
+extern const struct client_ops listener_udp_client;
 
 #endif

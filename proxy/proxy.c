@@ -1,197 +1,210 @@
-/* proxy/proxy.c: set-up, reconfiguration and shutdown of one forwarding loop. */
+/* proxy/proxy.c: the data path's wiring, swaps and drain. */
 #include "proxy/proxy.h"
 
 #include <errno.h>
 #include <stdlib.h>
-#include <unistd.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "proxy/listener.h"
+#include "config/config.h"
 #include "lib/log.h"
-#include "lib/outbox.h"
-#include "probe/prober.h"
-#include "probe/state.h"
-#include "probe/table.h"
-#include "proxy/stream.h"
 #include "lib/tls.h"
+#include "probe/table.h"
+#include "proxy/conns.h"
+#include "proxy/health.h"
 #include "proxy/query.h"
+#include "proxy/route.h"
+#include "proxy/tcp_client.h"
 #include "proxy/udp_pool.h"
-#include "proxy/upstream.h"
+#include "proxy/view.h"
 
-static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    outbox_flush_all(w->data);
-    stream_flush_all(w->data);
-}
+/* ---- the transports behind the query pool ---- */
 
-/* A successful probe's connection becomes the first DoT connection of an
- * upstream at that IP, if one has none yet. */
-static void adopt_cb(void *arg, const struct probe_entry *e, int fd, struct tls_conn *conn)
+static int tx_send(void *arg, enum try_kind kind, struct treq *r, bool *opening)
 {
     struct proxy *px = arg;
-    const struct route_table *t = px->routes;
-    for (size_t i = 0; t && i < t->n_zones; i++) {
-        for (size_t j = 0; j < t->zones[i].n_servers; j++) {
-            struct upstream *u = t->zones[i].servers[j];
-            if (u->tls_policy != UPSTREAM_TLS_OPPORTUNISTIC || !net_ip_equal(&u->addr, &e->ip))
-                continue;
-            if (!u->dot[0] && !(u->dot[0] = stream_new(px, u, STREAM_DOT)))
-                continue;
-            if (stream_adopt(u->dot[0], fd, conn) == 0)
-                return;
-        }
+    if (kind == TRY_UDP) {
+        *opening = false;
+        return udp_pool_send(px->udp, r);
     }
-    tls_conn_free(conn);
-    close(fd);
+    return conns_send(px->conns, kind == TRY_DOT ? STREAM_DOT : STREAM_TCP, r, opening);
 }
 
-static void probe_policy_from_config(const struct config *c, struct probe_policy *p)
+static void tx_cancel(void *arg, enum try_kind kind, struct treq *r)
 {
-    probe_policy_defaults(p);
-    p->probe_after_visits = c->probe_after_visits;
-    p->probe_on_start = c->probe_on_start;
-    p->max_busy_probes = c->max_busy_probes;
-    p->probe_timeout = c->probe_timeout;
-    p->persistence = c->persistence;
-    p->damping = c->damping;
-    p->dot_fail_threshold = c->dot_fail_threshold;
-    p->max_entries = c->max_entries;
-}
-
-static int dot_setup(struct proxy *px)
-{
-    char err[256];
-    /* The CA store, only used to record whether a certificate would have
-     * verified, is loaded later (proxy_start_probing). */
-    struct tls_ctx_opts o = { .mode = TLS_MODE_OPPORTUNISTIC, .ca_file = NULL, .system_ca = false };
-    px->tls_opportunistic = tls_ctx_new(&o, err, sizeof err);
-    if (!px->tls_opportunistic) {
-        log_err("TLS: %s", err);
-        return -1;
-    }
-    struct probe_policy pol;
-    probe_policy_from_config(px->cfg, &pol);
-    px->probes = probe_table_new(&pol, rng_u32(&px->rng));
-    struct prober_opts po;
-    prober_opts_defaults(&po);
-    if (px->probes)
-        px->prober = prober_new(px->loop, px->probes, px->tls_opportunistic, &px->rng, &po);
-    if (!px->prober) {
-        log_err("out of memory");
-        return -1;
-    }
-    prober_set_adopt_cb(px->prober, adopt_cb, px);
-    return 0;
-}
-
-#define WARMUP_DELAY 0.1 /* s after start: the first answers do not wait for it */
-#define PROBE_ON_START_RETRY 1.0 /* s: probe-on-start asks again for the IPs the queue had no room for */
-
-static void warmup_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    struct proxy *px = w->data;
-    char err[200];
-    (void)loop;
-    (void)revents;
-    if (!px->warm) {
-        if (tls_ctx_load_system_ca(px->tls_opportunistic, err, sizeof err) < 0)
-            log_warn("%s: certificates of DoT servers are recorded as unverified", err);
-        ev_now_update(px->loop);
-        px->warm = true;
-    }
-    proxy_probe_on_start(px);
-}
-
-void proxy_start_probing(struct proxy *px)
-{
-    if (px->warm) {
-        proxy_probe_on_start(px);
-        return;
-    }
-    if (ev_is_active(&px->warmup))
-        return;
-    ev_timer_init(&px->warmup, warmup_cb, WARMUP_DELAY, 0);
-    px->warmup.data = px;
-    ev_timer_start(px->loop, &px->warmup);
-}
-
-void proxy_probe_on_start(struct proxy *px)
-{
-    const struct route_table *t = px->routes;
-    if (!px->probes || !probe_table_policy(px->probes)->probe_on_start)
-        return;
-    double now = ev_now(px->loop);
-    bool left_out = false;
-    for (size_t i = 0; i < t->n_zones; i++)
-        for (size_t j = 0; j < t->zones[i].n_servers; j++) {
-            struct upstream *u = t->zones[i].servers[j];
-            if (u->tls_policy != UPSTREAM_TLS_OPPORTUNISTIC || !u->configured)
-                continue;
-            probe_table_request(px->probes, &u->addr, t->zones[i].text, now, false);
-            /* The probe query is built once TLS is up, after this. */
-            struct probe_entry *e = probe_table_find(px->probes, &u->addr);
-            if (e)
-                probe_table_set_authoritative(e, !u->rd);
-            /* Still Unknown: the probe queue was full. */
-            left_out |= !e || e->status == PROBE_UNKNOWN;
-        }
-    /* Many upstreams: the rest are asked for again once probes have finished. */
-    if (left_out) {
-        ev_timer_stop(px->loop, &px->warmup);
-        ev_timer_set(&px->warmup, PROBE_ON_START_RETRY, 0);
-        ev_timer_start(px->loop, &px->warmup);
-    }
-}
-
-/* ---- the probe table across restarts (RFC 9539 §4.5, probe/state.h) ---- */
-
-void proxy_state_save(struct proxy *px)
-{
-    const char *path = px->cfg->state_file;
-    char err[512];
-    if (!path || !px->probes)
-        return;
-    ev_now_update(px->loop);
-    int n = probe_state_save(px->probes, path, ev_now(px->loop), err, sizeof err);
-    if (n < 0)
-        log_warn("probe state: not saved: %s", err);
+    struct proxy *px = arg;
+    if (kind == TRY_UDP)
+        udp_pool_cancel(px->udp, r);
     else
-        log_debug("probe state: saved %d entries to %s", n, path);
+        conns_cancel(px->conns, r);
 }
 
-static void save_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+static void tx_abort(void *arg, enum try_kind kind, struct treq *r, enum probe_outcome why, const char *reason)
 {
-    (void)loop;
-    (void)revents;
-    proxy_state_save(w->data);
+    struct proxy *px = arg;
+    if (kind != TRY_UDP)
+        conns_abort(px->conns, r, why, reason);
 }
 
-/* (Re)arms the save timer for the running config. */
-static void state_timer_update(struct proxy *px)
+/* ---- what DoT connections tell the probe table ---- */
+
+static void dot_outcome(void *arg, const struct net_addr *ip, enum probe_outcome o, const char *reason)
 {
-    ev_timer_stop(px->loop, &px->save_timer);
-    if (!px->cfg->state_file)
+    struct proxy *px = arg;
+    if (px->probes)
+        probe_table_dot_result(px->probes, ip, o, reason, ev_now(px->loop));
+}
+
+static const struct tls_session *session_get(void *arg, const struct net_addr *ip)
+{
+    struct proxy *px = arg;
+    const struct probe_entry *e = px->probes ? probe_table_find(px->probes, ip) : NULL;
+    return e ? e->session : NULL;
+}
+
+static void session_put(void *arg, const struct net_addr *ip, struct tls_session *s)
+{
+    struct proxy *px = arg;
+    struct probe_entry *e = px->probes ? probe_table_find(px->probes, ip) : NULL;
+    if (e)
+        probe_table_set_session(e, s);
+    else
+        tls_session_free(s);
+}
+
+/* ---- clients ---- */
+
+static void udp_received(void *arg, struct listener *l, const struct net_addr *peer, const uint8_t *msg,
+                         size_t len)
+{
+    struct proxy *px = arg;
+    struct client c = { .ops = &listener_udp_client, .conn = l, .peer = *peer };
+    query_receive(px->queries, px->view, &c, msg, len);
+}
+
+static bool acl_allows(const struct config *cfg, const struct net_addr *peer)
+{
+    for (size_t i = 0; i < cfg->n_allow; i++)
+        if (net_prefix_match(&cfg->allow[i], peer))
+            return true;
+    return false;
+}
+
+/* The ACL applies at accept: a refused source never holds a connection. */
+static void tcp_accepted(void *arg, struct listener *l, int fd, const struct net_addr *peer)
+{
+    struct proxy *px = arg;
+    (void)l;
+    const struct config *cfg = px->view->cfg;
+    if (px->draining) {
+        close(fd);
         return;
-    ev_timer_set(&px->save_timer, px->cfg->save_interval, px->cfg->save_interval);
-    ev_timer_start(px->loop, &px->save_timer);
+    }
+    if (!acl_allows(cfg, peer)) {
+        if (cfg->acl_action == CONFIG_ACL_DROP)
+            px->stats.dropped_acl++;
+        else
+            px->stats.refused_acl++;
+        close(fd);
+        return;
+    }
+    tcp_clients_accept(px->tcp, fd, peer);
 }
 
-/* Before any probe, so that a restored Good entry is not probed again. A
- * bad file costs what it knew, never the start. */
-static void state_load(struct proxy *px)
+static void tcp_received(void *arg, const struct client *c, const uint8_t *msg, size_t len)
 {
-    const char *path = px->cfg->state_file;
-    char err[512];
-    if (!path || !px->probes)
-        return;
-    ev_now_update(px->loop);
-    int n = probe_state_load(px->probes, path, ev_now(px->loop), err, sizeof err);
-    if (n == PROBE_STATE_MISSING)
-        log_info("probe state: no state file yet (%s): starting with an empty table", err);
-    else if (n < 0)
-        log_warn("probe state: %s: ignored, starting with an empty table", err);
+    struct proxy *px = arg;
+    query_receive(px->queries, px->view, c, msg, len);
+}
+
+static void drained(struct proxy *px)
+{
+    ev_timer_stop(px->loop, &px->drain_timer);
+    flusher_run(&px->flusher);
+    if (px->on_drained)
+        px->on_drained(px->drained_arg);
+}
+
+static void queries_idle(void *arg)
+{
+    struct proxy *px = arg;
+    if (px->draining)
+        drained(px);
+}
+
+/* ---- settings from the view ---- */
+
+static void tcp_opts(const struct config *cfg, struct tcp_clients_opts *o)
+{
+    o->max = cfg->tcp_clients;
+    o->per_source = cfg->tcp_clients_per_source ? cfg->tcp_clients_per_source : cfg->tcp_clients / 4;
+    if (o->per_source == 0)
+        o->per_source = 1;
+    o->idle = cfg->tcp_idle_timeout;
+    o->io = cfg->tcp_io_timeout;
+}
+
+static void apply_settings(struct proxy *px, const struct config *cfg)
+{
+    struct udp_pool_opts uo = { .sockets = cfg->udp_sockets, .socket_uses = cfg->udp_socket_uses,
+                                .edns_size = (uint16_t)cfg->edns_buffer_size };
+    struct conns_opts co = { .max_conns = cfg->max_upstream_connections, .idle = cfg->upstream_tcp_idle,
+                             .setup = cfg->timeout, .edns_size = (uint16_t)cfg->edns_buffer_size };
+    struct tcp_clients_opts to;
+    tcp_opts(cfg, &to);
+    udp_pool_set_opts(px->udp, &uo);
+    conns_set_opts(px->conns, &co);
+    tcp_clients_set_opts(px->tcp, &to);
+    health_table_set_max(px->health, cfg->max_entries);
+}
+
+struct proxy *proxy_new(struct ev_loop *loop, struct probe_table *probes)
+{
+    struct proxy *px = calloc(1, sizeof *px);
+    if (!px)
+        return NULL;
+    px->loop = loop;
+    px->probes = probes;
+    rng_init(&px->rng);
+    flusher_init(&px->flusher, loop);
+    ev_init(&px->drain_timer, NULL);
+    px->lhooks = (struct listener_hooks){ .udp = udp_received, .tcp = tcp_accepted, .arg = px,
+                                          .loop = loop, .flusher = &px->flusher, .stats = &px->stats };
+    struct query_env qe = {
+        .loop = loop, .rng = &px->rng, .stats = &px->stats, .probes = probes,
+        .tx = { .send = tx_send, .cancel = tx_cancel, .abort = tx_abort, .arg = px },
+        .idle = queries_idle, .idle_arg = px,
+    };
+    /* Settings come with the first view; these only hold until then. */
+    struct udp_pool_opts uo = { .sockets = 1, .socket_uses = 1, .edns_size = 1232 };
+    struct conns_opts co = { .max_conns = 1, .idle = 1, .setup = 1, .edns_size = 1232 };
+    struct tcp_clients_opts to = { .max = 1, .per_source = 1, .idle = 1, .io = 1 };
+    px->health = health_table_new(4096, rng_u32(&px->rng));
+    px->queries = query_pool_new(&qe);
+    if (!px->health || !px->queries) {
+        proxy_free(px);
+        return NULL;
+    }
+    const struct tsink *sink = query_pool_sink(px->queries);
+    struct stream_env se = {
+        .loop = loop, .rng = &px->rng, .stats = &px->stats, .flusher = &px->flusher, .sink = sink,
+        .dot_outcome = dot_outcome, .session_get = session_get, .session_put = session_put, .arg = px,
+    };
+    px->udp = udp_pool_new(loop, &px->rng, &px->stats, &px->flusher, sink, &uo);
+    px->conns = conns_new(&se, &co);
+    px->tcp = tcp_clients_new(loop, &px->stats, &to, tcp_received, px);
+    if (!px->udp || !px->conns || !px->tcp) {
+        proxy_free(px);
+        return NULL;
+    }
+    return px;
+}
+
+void proxy_release_listeners(struct listener **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        listener_unref(list[i]);
+    free(list);
 }
 
 static struct listener *find_listener(struct listener **list, size_t n, const struct net_addr *a, bool tcp)
@@ -202,20 +215,7 @@ static struct listener *find_listener(struct listener **list, size_t n, const st
     return NULL;
 }
 
-/* Drops the references of `list`; listeners not in `keep` stop first. */
-static void release_listeners(struct listener **list, size_t n, struct listener **keep, size_t n_keep)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (!find_listener(keep, n_keep, &list[i]->addr, list[i]->tcp))
-            listener_stop(list[i]);
-        listener_unref(list[i]);
-    }
-    free(list);
-}
-
-/* Opens the listeners of `cfg`, reusing those already open in px. Returns 0
- * with a new array in *out, or -1 with nothing changed. */
-static int open_listeners(struct proxy *px, const struct config *cfg, struct listener ***out, size_t *n_out)
+int proxy_open_listeners(struct proxy *px, const struct config *cfg, struct listener ***out, size_t *n_out)
 {
     struct listener **list = calloc(cfg->n_listen * 2 + 1, sizeof *list);
     size_t n = 0;
@@ -228,11 +228,11 @@ static int open_listeners(struct proxy *px, const struct config *cfg, struct lis
             struct listener *l = find_listener(px->listeners, px->n_listeners, &cfg->listen[i], tcp);
             if (l) {
                 l = listener_ref(l);
-            } else if (!(l = listener_open(px, &cfg->listen[i], tcp))) {
+            } else if (!(l = listener_open(&px->lhooks, &cfg->listen[i], tcp))) {
                 /* The default listens on [::1] too: a host without IPv6 still serves IPv4. */
                 if ((errno == EADDRNOTAVAIL || errno == EAFNOSUPPORT) && listener_is_v6_loopback(&cfg->listen[i]))
                     continue;
-                release_listeners(list, n, px->listeners, px->n_listeners);
+                proxy_release_listeners(list, n);
                 return -1;
             }
             list[n++] = l;
@@ -248,61 +248,23 @@ static int open_listeners(struct proxy *px, const struct config *cfg, struct lis
     return 0;
 }
 
-struct proxy *proxy_new(struct ev_loop *loop, struct config *cfg, struct route_table *routes)
+void proxy_swap(struct proxy *px, struct view *v, struct listener **list, size_t n)
 {
-    struct proxy *px = calloc(1, sizeof *px);
-    if (!px) {
-        config_free(cfg);
-        return NULL;
-    }
-    px->loop = loop;
-    px->cfg = cfg;
-    px->routes = route_table_ref(routes);
-    rng_init(&px->rng);
-    ev_prepare_init(&px->flush_watcher, flush_cb);
-    px->flush_watcher.data = px;
-    ev_prepare_start(loop, &px->flush_watcher);
-    px->started = ev_now(loop);
-    ev_init(&px->save_timer, save_timer_cb);
-    px->save_timer.data = px;
-    px->udp = udp_pool_new(px);
-    if (!px->udp || dot_setup(px) < 0 || open_listeners(px, cfg, &px->listeners, &px->n_listeners) < 0) {
-        proxy_free(px);
-        return NULL;
-    }
-    state_load(px);
-    state_timer_update(px);
-    return px;
-}
-
-int proxy_reconfigure(struct proxy *px, struct config *cfg, struct route_table *routes)
-{
-    struct listener **list;
-    size_t n;
-    if (open_listeners(px, cfg, &list, &n) < 0) {
-        config_free(cfg);
-        route_table_unref(routes);
-        return -1;
-    }
-    release_listeners(px->listeners, px->n_listeners, list, n);
+    for (size_t i = 0; i < px->n_listeners; i++)
+        if (!find_listener(list, n, &px->listeners[i]->addr, px->listeners[i]->tcp))
+            listener_stop(px->listeners[i]);
+    proxy_release_listeners(px->listeners, px->n_listeners);
     px->listeners = list;
     px->n_listeners = n;
-    /* A new state-file is written from now on, not read: the table in
-     * memory is newer than any file. */
-    bool save_changed = (cfg->state_file == NULL) != (px->cfg->state_file == NULL) ||
-                        cfg->save_interval != px->cfg->save_interval;
-    config_free(px->cfg);
-    px->cfg = cfg;
-    if (px->probes) {
-        struct probe_policy pol;
-        probe_policy_from_config(cfg, &pol);
-        probe_table_set_policy(px->probes, &pol);
-    }
-    if (save_changed)
-        state_timer_update(px);
-    route_table_unref(px->routes);
-    px->routes = routes;
-    return 0;
+    if (!px->view)
+        px->started = ev_now(px->loop);
+    view_unref(px->view);
+    px->view = v;
+    apply_settings(px, v->cfg);
+    if (!px->draining)
+        for (size_t i = 0; i < n; i++)
+            if (!list[i]->open)
+                listener_start(list[i]);
 }
 
 static void drain_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -310,32 +272,27 @@ static void drain_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
     struct proxy *px = w->data;
     (void)loop;
     (void)revents;
-    log_warn("drain timeout: answering %u queries still in flight with SERVFAIL", px->inflight);
-    query_fail_all(px); /* ends in proxy_drained() */
+    log_warn("drain timeout: answering %u queries still in flight with SERVFAIL", query_pool_inflight(px->queries));
+    query_fail_all(px->queries); /* ends in drained() */
 }
 
-void proxy_drained(struct proxy *px)
-{
-    ev_timer_stop(px->loop, &px->drain_timer);
-    outbox_flush_all(px);
-    if (px->on_drained)
-        px->on_drained(px);
-}
-
-void proxy_drain(struct proxy *px)
+void proxy_drain(struct proxy *px, double timeout, void (*on_drained)(void *arg), void *arg)
 {
     if (px->draining)
         return;
     px->draining = true;
+    px->on_drained = on_drained;
+    px->drained_arg = arg;
     for (size_t i = 0; i < px->n_listeners; i++)
         listener_stop(px->listeners[i]);
-    tcp_clients_stop_reading(px);
-    if (px->inflight == 0) {
-        proxy_drained(px);
+    tcp_clients_stop_reading(px->tcp);
+    unsigned n = query_pool_inflight(px->queries);
+    if (n == 0) {
+        drained(px);
         return;
     }
-    log_info("draining %u queries in flight", px->inflight);
-    ev_timer_init(&px->drain_timer, drain_timeout_cb, px->cfg->drain_timeout, 0);
+    log_info("draining %u queries in flight", n);
+    ev_timer_init(&px->drain_timer, drain_timeout_cb, timeout, 0);
     px->drain_timer.data = px;
     ev_timer_start(px->loop, &px->drain_timer);
 }
@@ -347,26 +304,31 @@ void proxy_log_stats(const struct proxy *px)
     log_notice("stats: %s", buf);
 }
 
+void proxy_adopt_dot(struct proxy *px, const struct net_addr *ip, struct tls_profile *tls, int fd,
+                     struct tls_conn *conn)
+{
+    conns_adopt(px->conns, ip, tls, fd, conn);
+}
+
+unsigned proxy_inflight(const struct proxy *px) { return query_pool_inflight(px->queries); }
+unsigned proxy_tcp_clients(const struct proxy *px) { return tcp_clients_count(px->tcp); }
+unsigned proxy_dot_connections(const struct proxy *px) { return conns_open(px->conns, STREAM_DOT); }
+
 void proxy_free(struct proxy *px)
 {
     if (!px)
         return;
-    query_fail_all(px);
-    outbox_flush_all(px);
-    query_pool_free(px);
-    release_listeners(px->listeners, px->n_listeners, NULL, 0);
-    px->listeners = NULL;
-    px->n_listeners = 0;
+    px->on_drained = NULL;
+    /* Queries first: their answers go out through the clients and transports. */
+    query_pool_free(px->queries);
+    flusher_run(&px->flusher);
+    tcp_clients_free(px->tcp);
+    proxy_release_listeners(px->listeners, px->n_listeners);
     udp_pool_free(px->udp);
-    route_table_unref(px->routes); /* closes the upstreams' connections */
-    px->routes = NULL;
-    prober_free(px->prober);
-    probe_table_free(px->probes);
-    tls_ctx_free(px->tls_opportunistic);
-    ev_prepare_stop(px->loop, &px->flush_watcher);
-    ev_timer_stop(px->loop, &px->warmup);
+    conns_free(px->conns);
+    view_unref(px->view);  /* unpins the health entries of its servers */
+    health_table_free(px->health);
     ev_timer_stop(px->loop, &px->drain_timer);
-    ev_timer_stop(px->loop, &px->save_timer);
-    config_free(px->cfg);
+    flusher_fini(&px->flusher);
     free(px);
 }

@@ -1,85 +1,87 @@
-/* proxy/proxy.h: the context of one forwarding loop. Everything a callback
- * needs hangs off struct proxy; there are no globals besides logging.
- * The proxy owns the config, the route table, the listeners, the upstream
- * UDP pool and every in-flight query. */
-#ifndef DOTWARD_PROXY_H
-#define DOTWARD_PROXY_H
+/* proxy/proxy.h: the data path of one loop, wired together.
+ *
+ * The proxy owns the listeners' hooks, the TCP client set, the query pool,
+ * the upstream transports (UDP pool, connection pool), the per-address
+ * health table and the counters, and holds the current view and listener
+ * set. It borrows the probe table (the process's, which outlives it).
+ * Configuration arrives only through proxy_swap(), whole: the daemon builds
+ * a view and its listeners aside (proxy_open_listeners reuses the open
+ * ones) and swaps them in at once; queries in flight finish on the view
+ * they started with. No globals besides logging: every callback finds its
+ * context here. */
+#ifndef DOTWARD_PROXY_PROXY_H
+#define DOTWARD_PROXY_PROXY_H
 
 #include <ev.h>
 #include <stdbool.h>
+#include <stddef.h>
 
-#include "config/config.h"
+#include "lib/flush.h"
 #include "lib/rng.h"
+#include "proxy/listener.h"
 #include "proxy/stats.h"
 
-struct listener;
-struct control;
-struct outbox;
+struct config;
+struct conns;
+struct health_table;
 struct probe_table;
-struct prober;
-struct stream;
-struct tls_ctx;
-struct query;
-struct route_table;
-struct tcp_client;
+struct query_pool;
+struct tcp_clients;
+struct tls_conn;
+struct tls_profile;
 struct udp_pool;
+struct view;
 
 struct proxy {
+    /* Read-only outside proxy.c. */
     struct ev_loop *loop;
-    struct config *cfg;             /* owned; replaced whole on reload */
-    struct route_table *routes;     /* a reference */
     struct rng rng;
     struct stats stats;
+    struct flusher flusher;
+    struct health_table *health;     /* owned: route tables pin their servers here */
+    struct probe_table *probes;      /* borrowed, may be NULL */
     struct udp_pool *udp;
-    /* The per-IP DoT table and its prober outlive reloads. */
-    struct probe_table *probes;
-    struct prober *prober;
-    struct tls_ctx *tls_opportunistic;   /* owned: any certificate, no SNI (RFC 9539) */
-    struct control *control;             /* control socket, or NULL */
-    double started;                      /* ev_now() at start, for uptime */
-    ev_timer warmup;                     /* deferred TLS set-up, then probe-on-start */
-    bool warm;
-    struct listener **listeners;    /* a reference to each */
+    struct conns *conns;
+    struct query_pool *queries;
+    struct tcp_clients *tcp;
+    struct listener_hooks lhooks;
+    struct view *view;               /* the current one (a reference); NULL before the first swap */
+    struct listener **listeners;     /* the current set (a reference each) */
     size_t n_listeners;
-    struct tcp_client *tcp_list;    /* open client connections, owned */
-    unsigned tcp_clients;
-    /* In-flight client queries, and a free list to reuse their memory. */
-    struct query *active;
-    struct query *free_queries;
-    unsigned inflight, n_free;
-    /* UDP sends wait here until the loop is about to block, then go out in
-     * one sendmmsg per socket. */
-    struct outbox *dirty;
-    struct stream *dirty_streams;       /* streams with queued writes, flushed the same way */
-    ev_prepare flush_watcher;
+    double started;                  /* ev_now() at the first swap */
     bool draining;
     ev_timer drain_timer;
-    ev_timer save_timer;                /* writes the probe table every save-interval */
-    void (*on_drained)(struct proxy *px);  /* set by main */
+    void (*on_drained)(void *arg);
+    void *drained_arg;
 };
 
-/* Builds a proxy on `loop` for `cfg` (taken) and `routes` (a reference is
- * taken); opens the listeners. Returns NULL after logging on failure. */
-struct proxy *proxy_new(struct ev_loop *loop, struct config *cfg, struct route_table *routes);
-/* Swaps in a new config and route table (both taken). Listeners are opened
- * and closed to match; in-flight queries finish on what they started with.
- * Returns 0, or -1 (nothing changed) if a new listener cannot be opened. */
-int proxy_reconfigure(struct proxy *px, struct config *cfg, struct route_table *routes);
-/* Stops accepting queries; in-flight ones finish or get SERVFAIL once
- * drain-timeout passes; then on_drained() is called. */
-void proxy_drain(struct proxy *px);
+/* `probes` is borrowed (may be NULL: no DoT upgrade). NULL on no memory. */
+struct proxy *proxy_new(struct ev_loop *loop, struct probe_table *probes);
+/* Answers what is in flight with SERVFAIL and frees everything. */
 void proxy_free(struct proxy *px);
-/* Called by query.c when the last in-flight query of a drain is done. */
-void proxy_drained(struct proxy *px);
+
+/* The listeners of `cfg` (borrowed), reusing the proxy's open ones and
+ * opening the others without starting them. Returns 0 with a new array
+ * (references taken by the caller: proxy_swap, or proxy_release_listeners),
+ * or -1 after logging, with nothing changed. */
+int proxy_open_listeners(struct proxy *px, const struct config *cfg, struct listener ***out, size_t *n);
+void proxy_release_listeners(struct listener **list, size_t n);
+/* Takes `v` and the listener array: the listeners start, the ones not in
+ * it stop, and new queries see `v`. The transports take its settings. */
+void proxy_swap(struct proxy *px, struct view *v, struct listener **list, size_t n);
+
+/* Stops accepting queries; in-flight ones finish or get SERVFAIL once
+ * `timeout` passes; then on_drained(arg). */
+void proxy_drain(struct proxy *px, double timeout, void (*on_drained)(void *arg), void *arg);
 void proxy_log_stats(const struct proxy *px);
-/* probe-on-start: probes the opportunistic upstreams named in the config. */
-void proxy_probe_on_start(struct proxy *px);
-/* Writes the probe table to the config's state-file now (nothing without
- * one); a failure is a warning. proxy_new() reads the file back before any
- * probe and saves every save-interval; main calls this at exit. */
-void proxy_state_save(struct proxy *px);
-/* After start and each reload: probe-on-start, once the deferred part of the
- * TLS set-up (the CA store) is done. */
-void proxy_start_probing(struct proxy *px);
+
+/* A probe set up a DoT connection to `ip` with the opportunistic profile
+ * `tls` (borrowed): fd and conn are taken. */
+void proxy_adopt_dot(struct proxy *px, const struct net_addr *ip, struct tls_profile *tls, int fd,
+                     struct tls_conn *conn);
+
+unsigned proxy_inflight(const struct proxy *px);
+unsigned proxy_tcp_clients(const struct proxy *px);
+unsigned proxy_dot_connections(const struct proxy *px);
 
 #endif

@@ -1,48 +1,98 @@
 /* proxy/query.c: one client query, from its arrival to its answer. */
 #include "proxy/query.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/listener.h"
+#include "config/config.h"
 #include "lib/log.h"
-#include "proxy/proxy.h"
-#include "proxy/stream.h"
-#include "proxy/udp_pool.h"
-#include "proxy/upstream.h"
+#include "proxy/health.h"
+#include "proxy/route.h"
+#include "proxy/stats.h"
+#include "proxy/view.h"
 
+#define QUERY_MAX_TRIES 6
+#define QUERY_INLINE_BYTES 512
 /* Queries kept for reuse instead of freed; enough for a burst, small when idle. */
 #define QUERY_FREE_MAX 256
-/* Queries in flight on a DoT connection before a second one is opened. */
-#define DOT_SECOND_CONN_AT 64
+
+struct query;
+
+struct query_try {
+    struct treq r;             /* held by a transport while r.owner is set */
+    struct query *q;
+    enum try_kind via;
+    struct route_server *srv;  /* borrowed from the query's view */
+    double sent_at;
+};
+
+struct query {
+    struct query_pool *pool;
+    struct query *prev, *next;       /* pool->active, or pool->free_list (next only) */
+    struct client client;
+    struct view *view;               /* a reference */
+    const struct route_zone *zone;   /* inside the view's routes */
+    struct wire_msg wm;
+    uint8_t *msg;                    /* the client's query as received */
+    size_t len;
+    double start, deadline;
+    ev_timer timer;
+    uint32_t tried;                  /* bit per server index of the zone */
+    unsigned n_tries;
+    bool want_tcp;                   /* TCP client, or the upstream said TC */
+    const struct route_server *dot_failed; /* DoT failed to it: Do53 only, for this query */
+    struct query_try tries[QUERY_MAX_TRIES];
+    uint8_t inline_buf[QUERY_INLINE_BYTES];
+};
+
+struct query_pool {
+    struct query_env env;
+    struct tsink sink;
+    struct query *active;
+    struct query *free_list;
+    unsigned inflight, n_free;
+};
 
 static void query_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void query_next_try(struct query *q);
+static void on_answer(void *arg, struct treq *r, uint8_t *msg, size_t len, const struct wire_msg *wm);
+static void on_failed(void *arg, struct treq *r, enum probe_outcome why);
 
-void client_send(struct proxy *px, const struct client *c, const uint8_t *msg, size_t len)
+static struct query_try *try_of(struct treq *r)
 {
-    if (c->tcp)
-        tcp_client_send(c->tcp, msg, len);
-    else
-        listener_udp_send(c->udp, &c->peer, msg, len);
-    (void)px;
+    return (struct query_try *)((char *)r - offsetof(struct query_try, r));
 }
 
-/* A message from `c` has been dealt with without starting a query. */
-static void client_done(const struct client *c)
+struct query_pool *query_pool_new(const struct query_env *env)
 {
-    if (c->tcp)
-        tcp_client_query_done(c->tcp);
+    struct query_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->env = *env;
+    p->sink.answer = on_answer;
+    p->sink.failed = on_failed;
+    p->sink.arg = p;
+    return p;
 }
 
-static void respond_error(struct proxy *px, const struct client *c, const uint8_t *msg, size_t len,
-                          const struct wire_msg *wm, enum wire_rcode rcode)
+const struct tsink *query_pool_sink(struct query_pool *p) { return &p->sink; }
+unsigned query_pool_inflight(const struct query_pool *p) { return p->inflight; }
+
+static void client_send(const struct client *c, const uint8_t *msg, size_t len)
+{
+    c->ops->send(c->conn, &c->peer, msg, len);
+}
+
+static void respond_error(struct query_pool *p, const struct view *v, const struct client *c, const uint8_t *msg,
+                          size_t len, const struct wire_msg *wm, enum wire_rcode rcode)
 {
     uint8_t out[WIRE_HDR_LEN + WIRE_MAX_NAME + 4 + 11];
-    size_t n = wire_make_error(out, sizeof out, msg, len, wm, (uint16_t)px->cfg->edns_buffer_size, rcode);
+    size_t n = wire_make_error(out, sizeof out, msg, len, wm, (uint16_t)v->cfg->edns_buffer_size, rcode);
+    (void)p;
     if (n)
-        client_send(px, c, out, n);
-    client_done(c);
+        client_send(c, out, n);
+    c->ops->done(c->conn);
 }
 
 static bool acl_allows(const struct config *cfg, const struct net_addr *peer)
@@ -53,12 +103,12 @@ static bool acl_allows(const struct config *cfg, const struct net_addr *peer)
     return false;
 }
 
-static struct query *query_alloc(struct proxy *px, size_t len)
+static struct query *query_alloc(struct query_pool *p, size_t len)
 {
-    struct query *q = px->free_queries;
+    struct query *q = p->free_list;
     if (q) {
-        px->free_queries = q->next;
-        px->n_free--;
+        p->free_list = q->next;
+        p->n_free--;
     } else {
         q = malloc(sizeof *q);
         if (!q)
@@ -74,208 +124,182 @@ static struct query *query_alloc(struct proxy *px, size_t len)
     return q;
 }
 
-void query_receive(struct proxy *px, const struct client *c, const uint8_t *msg, size_t len)
+void query_receive(struct query_pool *p, struct view *v, const struct client *c, const uint8_t *msg, size_t len)
 {
-    const struct config *cfg = px->cfg;
+    const struct config *cfg = v->cfg;
+    struct stats *st = p->env.stats;
     struct wire_msg wm;
     bool allowed = acl_allows(cfg, &c->peer);
     if (!allowed && cfg->acl_action == CONFIG_ACL_DROP) {
-        px->stats.dropped_acl++;
-        client_done(c);
+        st->dropped_acl++;
+        c->ops->done(c->conn);
         return;
     }
     int r = wire_parse_query(msg, len, &wm);
     if (r == WIRE_ERR_SHORT || r == WIRE_ERR_QR) {
         /* Nothing to answer to: a reply could be aimed at a third party. */
-        px->stats.malformed_dropped++;
-        client_done(c);
+        st->malformed_dropped++;
+        c->ops->done(c->conn);
         return;
     }
     if (!allowed) {
-        px->stats.refused_acl++;
-        respond_error(px, c, msg, len, r == WIRE_OK ? &wm : NULL, WIRE_REFUSED);
+        st->refused_acl++;
+        respond_error(p, v, c, msg, len, r == WIRE_OK ? &wm : NULL, WIRE_REFUSED);
         return;
     }
     if (r == WIRE_ERR_OPCODE) {
-        px->stats.notimp_sent++;
-        respond_error(px, c, msg, len, NULL, WIRE_NOTIMP);
+        st->notimp_sent++;
+        respond_error(p, v, c, msg, len, NULL, WIRE_NOTIMP);
         return;
     }
     if (r != WIRE_OK) {
-        px->stats.formerr_sent++;
-        respond_error(px, c, msg, len, NULL, WIRE_FORMERR);
+        st->formerr_sent++;
+        respond_error(p, v, c, msg, len, NULL, WIRE_FORMERR);
         return;
     }
-    const struct route_zone *zone = route_lookup(px->routes, msg + wm.qname_off, wm.qname_len);
+    const struct route_zone *zone = route_lookup(v->routes, msg + wm.qname_off, wm.qname_len);
     if (!zone || zone->n_servers == 0) {
-        px->stats.servfail++;
-        respond_error(px, c, msg, len, &wm, WIRE_SERVFAIL);
+        st->servfail++;
+        respond_error(p, v, c, msg, len, &wm, WIRE_SERVFAIL);
         return;
     }
-    struct query *q = px->inflight < cfg->max_queries ? query_alloc(px, wm.end) : NULL;
+    struct query *q = p->inflight < cfg->max_queries ? query_alloc(p, wm.end) : NULL;
     if (!q) {
-        px->stats.overload++;
-        respond_error(px, c, msg, len, &wm, WIRE_SERVFAIL);
+        st->overload++;
+        respond_error(p, v, c, msg, len, &wm, WIRE_SERVFAIL);
         return;
     }
-    q->px = px;
+    q->pool = p;
     /* Bytes after the last record are not part of the message: not forwarded. */
     q->len = wm.end;
     memcpy(q->msg, msg, q->len);
     q->wm = wm;
     q->client = *c;
-    if (c->tcp)
-        tcp_client_ref(c->tcp);
-    else
-        listener_ref(c->udp);
-    q->routes = route_table_ref(px->routes);
+    c->ops->ref(c->conn);
+    q->view = view_ref(v);
     q->zone = zone;
-    q->want_tcp = c->tcp != NULL;
-    q->start = ev_now(px->loop);
+    q->want_tcp = c->ops->stream;
+    q->start = ev_now(p->env.loop);
     q->deadline = q->start + cfg->timeout;
     ev_init(&q->timer, query_timer_cb);
     q->timer.data = q;
-    q->next = px->active;
-    if (px->active)
-        px->active->prev = q;
-    px->active = q;
-    px->inflight++;
+    q->next = p->active;
+    if (p->active)
+        p->active->prev = q;
+    p->active = q;
+    p->inflight++;
     query_next_try(q);
 }
 
 static void cancel_try(struct query_try *t)
 {
-    if (t->kind == TRY_UDP)
-        udp_pool_cancel(t->q->px->udp, t);
-    else if ((t->kind == TRY_TCP || t->kind == TRY_DOT) && t->stream)
-        stream_cancel(t->stream, t);
-    t->kind = TRY_NONE;
+    if (t->r.owner) {
+        const struct query_transports *tx = &t->q->pool->env.tx;
+        tx->cancel(tx->arg, t->via, &t->r);
+    }
 }
 
 static void query_finish(struct query *q)
 {
-    struct proxy *px = q->px;
+    struct query_pool *p = q->pool;
     for (unsigned i = 0; i < q->n_tries; i++)
         cancel_try(&q->tries[i]);
-    ev_timer_stop(px->loop, &q->timer);
+    ev_timer_stop(p->env.loop, &q->timer);
     if (q->prev)
         q->prev->next = q->next;
     else
-        px->active = q->next;
+        p->active = q->next;
     if (q->next)
         q->next->prev = q->prev;
-    px->inflight--;
-    if (q->client.tcp) {
-        tcp_client_query_done(q->client.tcp);
-        tcp_client_unref(q->client.tcp);
-    } else {
-        listener_unref(q->client.udp);
-    }
-    route_table_unref(q->routes);
+    p->inflight--;
+    q->client.ops->done(q->client.conn);
+    q->client.ops->unref(q->client.conn);
+    view_unref(q->view);
     if (q->msg != q->inline_buf)
         free(q->msg);
-    if (px->n_free < QUERY_FREE_MAX) {
-        q->next = px->free_queries;
-        px->free_queries = q;
-        px->n_free++;
+    if (p->n_free < QUERY_FREE_MAX) {
+        q->next = p->free_list;
+        p->free_list = q;
+        p->n_free++;
     } else {
         free(q);
     }
-    if (px->draining && px->inflight == 0)
-        proxy_drained(px);
+    if (p->inflight == 0 && p->env.idle)
+        p->env.idle(p->env.idle_arg);
 }
 
 static void query_servfail(struct query *q)
 {
-    struct proxy *px = q->px;
     uint8_t out[WIRE_HDR_LEN + WIRE_MAX_NAME + 4 + 11];
     size_t n = wire_make_error(out, sizeof out, q->msg, q->len, &q->wm,
-                               (uint16_t)px->cfg->edns_buffer_size, WIRE_SERVFAIL);
-    px->stats.servfail++;
+                               (uint16_t)q->view->cfg->edns_buffer_size, WIRE_SERVFAIL);
+    q->pool->env.stats->servfail++;
     if (n)
-        client_send(px, &q->client, out, n);
+        client_send(&q->client, out, n);
     query_finish(q);
 }
 
 static void arm_timer(struct query *q, double at)
 {
-    struct proxy *px = q->px;
-    double now = ev_now(px->loop);
+    struct ev_loop *loop = q->pool->env.loop;
+    double now = ev_now(loop);
     if (at > q->deadline)
         at = q->deadline;
-    ev_timer_stop(px->loop, &q->timer);
+    ev_timer_stop(loop, &q->timer);
     ev_timer_set(&q->timer, at > now ? at - now : 0, 0);
-    ev_timer_start(px->loop, &q->timer);
+    ev_timer_start(loop, &q->timer);
 }
 
-static struct stream *dot_stream(struct proxy *px, struct upstream *up)
-{
-    /* One connection per server; a second only while the first is busy. */
-    struct stream **d = up->dot;
-    if (!d[0] && !(d[0] = stream_new(px, up, STREAM_DOT)))
-        return NULL;
-    if (stream_inflight(d[0]) < DOT_SECOND_CONN_AT)
-        return d[0];
-    if (!d[1] && !(d[1] = stream_new(px, up, STREAM_DOT)))
-        return d[0];
-    return stream_inflight(d[1]) < stream_inflight(d[0]) ? d[1] : d[0];
-}
-
-/* The path selector: DoT for strict upstreams and for Good IPs
+/* The path selector: DoT for strict servers and for Good IPs
  * (RFC 9539 4.6.1), else Do53 over the client's transport. */
-static enum try_kind choose_path(struct query *q, struct upstream *up, double now)
+static enum try_kind choose_path(struct query *q, struct route_server *srv, double now)
 {
-    struct proxy *px = q->px;
-    switch (up->tls_policy) {
-    case UPSTREAM_TLS_STRICT:
+    struct probe_table *probes = q->pool->env.probes;
+    switch (srv->tls) {
+    case SERVER_TLS_STRICT:
         return TRY_DOT;
-    case UPSTREAM_TLS_OPPORTUNISTIC:
-        if (px->probes && up != q->dot_failed) {
-            struct probe_entry *e = probe_table_visit(px->probes, &up->addr, q->zone->text, now);
-            if (e && e->authoritative != !up->rd)
-                probe_table_set_authoritative(e, !up->rd);
-            if (e && probe_table_use_dot(px->probes, e, now))
+    case SERVER_TLS_OPPORTUNISTIC:
+        if (probes && srv != q->dot_failed) {
+            struct probe_entry *e = probe_table_visit(probes, &srv->addr, q->zone->text, now);
+            if (e && e->authoritative != !srv->rd)
+                probe_table_set_authoritative(e, !srv->rd);
+            if (e && probe_table_use_dot(probes, e, now))
                 return TRY_DOT;
         }
         break;
-    case UPSTREAM_TLS_OFF:
+    case SERVER_TLS_OFF:
         break;
     }
     return q->want_tcp ? TRY_TCP : TRY_UDP;
 }
 
-/* Sends the query to `up` over `kind`. Returns 0 (timer armed) or -1. */
-static int start_try(struct query *q, struct upstream *up, enum try_kind kind, double now)
+/* Sends the query to `srv` over `kind`. Returns 0 (timer armed) or -1. */
+static int start_try(struct query *q, struct route_server *srv, enum try_kind kind, double now)
 {
-    struct proxy *px = q->px;
+    struct query_pool *p = q->pool;
+    const struct config *cfg = q->view->cfg;
     if (q->n_tries >= QUERY_MAX_TRIES)
         return -1;
     struct query_try *t = &q->tries[q->n_tries++];
     memset(t, 0, sizeof *t);
     t->q = q;
-    t->up = up;
+    t->srv = srv;
     t->sent_at = now;
     t->via = kind;
-    int r = -1;
-    double wait = upstream_rto(up, px->cfg->attempt_timeout);
-    if (kind == TRY_DOT) {
-        struct stream *s = dot_stream(px, up);
-        if (s && !stream_is_open(s))
-            wait = px->cfg->attempt_timeout; /* the handshake comes first */
-        r = s ? stream_send(s, q, t) : -1;
-    } else if (kind == TRY_TCP) {
-        if (!up->tcp)
-            up->tcp = stream_new(px, up, STREAM_TCP);
-        r = up->tcp ? stream_send(up->tcp, q, t) : -1;
-    } else {
-        r = udp_pool_send(px->udp, q, t);
-    }
-    if (r < 0) {
-        t->kind = TRY_NONE;
-        px->stats.upstream_errors++;
+    t->r.msg = q->msg;
+    t->r.len = q->len;
+    t->r.wm = &q->wm;
+    t->r.to = &srv->addr;
+    t->r.tls = srv->profile;
+    bool opening = false;
+    if (p->env.tx.send(p->env.tx.arg, kind, &t->r, &opening) < 0) {
+        t->r.owner = NULL;
+        p->env.stats->upstream_errors++;
         return -1;
     }
-    up->sent++;
+    srv->health->sent++;
+    /* A new connection must be set up first: the handshake gets the whole attempt. */
+    double wait = opening ? cfg->attempt_timeout : health_rto(srv->health, cfg->attempt_timeout);
     arm_timer(q, now + wait);
     return 0;
 }
@@ -284,17 +308,16 @@ static int start_try(struct query *q, struct upstream *up, enum try_kind kind, d
  * for a late answer to an earlier try when every try is used. */
 static void query_next_try(struct query *q)
 {
-    struct proxy *px = q->px;
-    double now = ev_now(px->loop);
+    double now = ev_now(q->pool->env.loop);
     while (q->n_tries < QUERY_MAX_TRIES) {
-        int idx = route_select(q->zone, q->tried, now, &px->rng);
+        int idx = route_select(q->zone, q->tried, now, q->pool->env.rng);
         if (idx < 0)
             break;
         q->tried |= 1u << idx;
-        struct upstream *up = q->zone->servers[idx];
-        if (start_try(q, up, choose_path(q, up, now), now) == 0)
+        struct route_server *srv = q->zone->servers[idx];
+        if (start_try(q, srv, choose_path(q, srv, now), now) == 0)
             return;
-        upstream_failed(up, now);
+        health_failed(srv->health, now);
     }
     arm_timer(q, q->deadline);
 }
@@ -314,116 +337,112 @@ static void query_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     struct query_try *t = latest_try(q);
-    if (t && t->kind != TRY_NONE) {
-        q->px->stats.upstream_timeouts++;
-        t->up->timeouts++;
-        if (t->kind == TRY_DOT) {
+    if (t && t->r.owner) {
+        q->pool->env.stats->upstream_timeouts++;
+        t->srv->health->timeouts++;
+        if (t->via == TRY_DOT) {
             /* A DoT peer that stops answering is dead for every query on the
              * connection: close it; each waiting query, this one included,
-             * comes back through query_on_try_failed(). */
-            stream_abort(t->stream, PROBE_QUERY_TIMEOUT, "query timed out");
+             * comes back through on_failed(). */
+            const struct query_transports *tx = &q->pool->env.tx;
+            tx->abort(tx->arg, TRY_DOT, &t->r, PROBE_QUERY_TIMEOUT, "query timed out");
             return;
         }
         /* The try stays pending: a late answer is still welcome. */
-        upstream_failed(t->up, now);
+        health_failed(t->srv->health, now);
     }
     query_next_try(q);
 }
 
-static void count_fallback(struct proxy *px, int why)
+static void count_fallback(struct stats *st, enum probe_outcome why)
 {
     switch (why) {
     case PROBE_CONNECT_REFUSED:
-    case PROBE_CONNECT_TIMEOUT: px->stats.fallback_connect++; break;
-    case PROBE_TLS_FAILED: px->stats.fallback_tls++; break;
-    case PROBE_QUERY_TIMEOUT: px->stats.fallback_timeout++; break;
-    case PROBE_BAD_ANSWER: px->stats.fallback_bad_answer++; break;
-    default: px->stats.fallback_closed++; break;
+    case PROBE_CONNECT_TIMEOUT: st->fallback_connect++; break;
+    case PROBE_TLS_FAILED: st->fallback_tls++; break;
+    case PROBE_QUERY_TIMEOUT: st->fallback_timeout++; break;
+    case PROBE_BAD_ANSWER: st->fallback_bad_answer++; break;
+    default: st->fallback_closed++; break;
     }
 }
 
-void query_on_try_failed(struct query_try *t, int why)
+static void on_failed(void *arg, struct treq *r, enum probe_outcome why)
 {
+    struct query_try *t = try_of(r);
     struct query *q = t->q;
-    struct proxy *px = q->px;
-    double now = ev_now(px->loop);
-    struct upstream *up = t->up;
+    struct query_pool *p = arg;
+    double now = ev_now(p->env.loop);
+    struct route_server *srv = t->srv;
     bool running = t == latest_try(q);
-    if (up->tls_policy == UPSTREAM_TLS_OPPORTUNISTIC && t->via == TRY_DOT) {
+    if (srv->tls == SERVER_TLS_OPPORTUNISTIC && t->via == TRY_DOT) {
         /* RFC 9539 4.6.5-4.6.7: the same question goes to the same server
          * over Do53 at once; the client never waits for DoT to recover. */
-        q->dot_failed = up;
-        if (running && start_try(q, up, q->want_tcp ? TRY_TCP : TRY_UDP, now) == 0) {
-            count_fallback(px, why);
-            if (px->probes)
-                probe_table_count_fallbacks(px->probes, &up->addr, 1);
+        q->dot_failed = srv;
+        if (running && start_try(q, srv, q->want_tcp ? TRY_TCP : TRY_UDP, now) == 0) {
+            count_fallback(p->env.stats, why);
+            if (p->env.probes)
+                probe_table_count_fallbacks(p->env.probes, &srv->addr, 1);
             return;
         }
     } else {
         if (t->via == TRY_DOT)
-            px->stats.strict_failures++;
-        upstream_failed(up, now);
+            p->env.stats->strict_failures++;
+        health_failed(srv->health, now);
     }
     /* Only the running try drives the schedule; older ones were timed out already. */
     if (running)
         query_next_try(q);
 }
 
-void query_on_answer(struct query_try *t, uint8_t *msg, size_t len, const struct wire_msg *wm)
+static void on_answer(void *arg, struct treq *r, uint8_t *msg, size_t len, const struct wire_msg *wm)
 {
+    struct query_pool *p = arg;
+    struct query_try *t = try_of(r);
     struct query *q = t->q;
-    struct proxy *px = q->px;
-    double now = ev_now(px->loop);
-    upstream_rtt_sample(t->up, now - t->sent_at);
-    stats_latency_add(&px->stats, t->via == TRY_DOT ? STATS_DOT : t->via == TRY_TCP ? STATS_TCP : STATS_UDP,
+    struct stats *st = p->env.stats;
+    double now = ev_now(p->env.loop);
+    health_rtt_sample(t->srv->health, now - t->sent_at);
+    stats_latency_add(st, t->via == TRY_DOT ? STATS_DOT : t->via == TRY_TCP ? STATS_TCP : STATS_UDP,
                       now - t->sent_at);
-    if ((wm->flags & WIRE_TC) && t->via == TRY_UDP && !q->want_tcp &&
-        q->n_tries < QUERY_MAX_TRIES) {
+    if ((wm->flags & WIRE_TC) && t->via == TRY_UDP && !q->want_tcp) {
         /* RFC 7766: the whole answer is to be had over TCP, from the same server. */
-        px->stats.upstream_tc++;
+        st->upstream_tc++;
         q->want_tcp = true;
-        struct upstream *up = t->up;
-        struct query_try *nt = &q->tries[q->n_tries++];
-        memset(nt, 0, sizeof *nt);
-        nt->q = q;
-        nt->up = up;
-        nt->sent_at = now;
-        if (!up->tcp)
-            up->tcp = stream_new(px, up, STREAM_TCP);
-        nt->via = TRY_TCP;
-        if (up->tcp && stream_send(up->tcp, q, nt) == 0) {
-            arm_timer(q, now + upstream_rto(up, px->cfg->attempt_timeout));
+        if (start_try(q, t->srv, TRY_TCP, now) == 0)
             return;
-        }
         /* No TCP: the truncated answer is still an answer. */
     }
     wire_set_id(msg, q->wm.id);
     wire_restore_case(msg, wm, q->msg, &q->wm);
-    if (!q->client.tcp) {
+    if (!q->client.ops->stream) {
         size_t max = wire_client_udp_size(&q->wm);
         if (len > max) {
             len = wire_truncate(msg, len, wm, max);
-            px->stats.truncated++;
+            st->truncated++;
         }
     }
-    px->stats.answered++;
-    px->stats.rcodes[WIRE_RCODE(wm->flags)]++;
-    client_send(px, &q->client, msg, len);
+    st->answered++;
+    st->rcodes[WIRE_RCODE(wm->flags)]++;
+    client_send(&q->client, msg, len);
     query_finish(q);
 }
 
-void query_fail_all(struct proxy *px)
+void query_fail_all(struct query_pool *p)
 {
-    while (px->active)
-        query_servfail(px->active);
+    while (p->active)
+        query_servfail(p->active);
 }
 
-void query_pool_free(struct proxy *px)
+void query_pool_free(struct query_pool *p)
 {
-    while (px->free_queries) {
-        struct query *q = px->free_queries;
-        px->free_queries = q->next;
+    if (!p)
+        return;
+    p->env.idle = NULL;
+    query_fail_all(p);
+    while (p->free_list) {
+        struct query *q = p->free_list;
+        p->free_list = q->next;
         free(q);
     }
-    px->n_free = 0;
+    free(p);
 }

@@ -1,90 +1,85 @@
 /* proxy/query.h: one client query from arrival to answer.
  *
- * query.c owns struct query: it checks the message, applies the ACL, picks
- * the zone and the server for each try, keeps the deadline, and answers the
- * client: the upstream's answer, or SERVFAIL. Transports (udp_pool.c,
- * stream.c) hold borrowed pointers to a query's tries in their pending maps
- * and report back through query_on_answer() / query_on_try_failed(). */
-#ifndef DOTWARD_QUERY_H
-#define DOTWARD_QUERY_H
+ * The query pool owns every query in flight: it checks the message,
+ * applies the ACL, picks the zone and the server for each try, keeps the
+ * deadline, and answers the client: the upstream's answer, or an error it
+ * makes itself. It reaches the transports through `struct
+ * query_transports` and the clients through `struct client_ops`, so that
+ * neither side knows the other's types (and tests can put fakes there);
+ * the transports report back through the pool's sink (proxy/transport.h). */
+#ifndef DOTWARD_PROXY_QUERY_H
+#define DOTWARD_PROXY_QUERY_H
 
 #include <ev.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "lib/net.h"
-#include "probe/table.h"
 #include "lib/wire.h"
+#include "probe/table.h"
+#include "proxy/transport.h"
 
-struct listener;
-struct proxy;
-struct route_table;
-struct route_zone;
-struct stream;
-struct tcp_client;
-struct udp_sock;
-struct upstream;
+struct probe_table;
+struct rng;
+struct stats;
+struct view;
 
-#define QUERY_MAX_TRIES 6
-#define QUERY_INLINE_BYTES 512
+enum try_kind { TRY_UDP, TRY_TCP, TRY_DOT };
 
-enum try_kind { TRY_NONE, TRY_UDP, TRY_TCP, TRY_DOT };
-
-struct query_try {
-    struct query *q;
-    enum try_kind kind;        /* while a transport holds it; TRY_NONE after */
-    enum try_kind via;         /* how it was sent */
-    struct upstream *up;       /* borrowed: the query's route table holds it */
-    uint16_t id;               /* ID on the wire for this try */
-    double sent_at;
-    struct udp_sock *sock;     /* TRY_UDP: where the pending entry lives */
-    struct stream *stream;     /* TRY_TCP, TRY_DOT */
-    uint32_t slot;             /* index in the transport's pending map */
+/* A client's side of the conversation: a UDP listener and a peer address,
+ * or a TCP connection. The pool holds a reference (ref/unref) while the
+ * query is in flight. */
+struct client_ops {
+    bool stream;  /* TCP: answers are not truncated, upstreams are asked over TCP */
+    void (*send)(void *conn, const struct net_addr *peer, const uint8_t *msg, size_t len);
+    /* One message of this client has been dealt with (answered or dropped). */
+    void (*done)(void *conn);
+    void (*ref)(void *conn);
+    void (*unref)(void *conn);
 };
 
-/* Where the answer goes. */
 struct client {
-    struct listener *udp;      /* a reference, for a UDP client */
+    const struct client_ops *ops;  /* borrowed, static */
+    void *conn;
     struct net_addr peer;
-    struct tcp_client *tcp;    /* a reference, for a TCP client */
 };
 
-struct query {
-    struct proxy *px;
-    struct query *prev, *next; /* px->active, or px->free_queries (next only) */
-    struct client client;
-    struct route_table *routes;      /* a reference */
-    const struct route_zone *zone;   /* inside routes */
-    struct wire_msg wm;
-    uint8_t *msg;                    /* the client's query as received */
-    size_t len;
-    double start, deadline;
-    ev_timer timer;
-    uint32_t tried;                  /* bit per server index of the zone */
-    unsigned n_tries;
-    bool want_tcp;                   /* TCP client, or the upstream said TC */
-    const struct upstream *dot_failed; /* DoT failed to it: Do53 only, for this query */
-    struct query_try tries[QUERY_MAX_TRIES];
-    uint8_t inline_buf[QUERY_INLINE_BYTES];
+/* The transports behind one interface; `kind` picks UDP, TCP or DoT.
+ * send: 0, or -1 (the try failed at once); *opening is set when the
+ * connection must be set up first (the try then waits longer). */
+struct query_transports {
+    int (*send)(void *arg, enum try_kind kind, struct treq *r, bool *opening);
+    void (*cancel)(void *arg, enum try_kind kind, struct treq *r);
+    /* Closes the connection a stream request waits on. */
+    void (*abort)(void *arg, enum try_kind kind, struct treq *r, enum probe_outcome why, const char *reason);
+    void *arg;
 };
 
-/* A client message arrived (msg borrowed). Answers errors at once, else
- * starts a query. `client` is copied, taking new references. */
-void query_receive(struct proxy *px, const struct client *client, const uint8_t *msg, size_t len);
+struct query_env {
+    struct ev_loop *loop;
+    struct rng *rng;
+    struct stats *stats;
+    struct probe_table *probes;  /* the DoT table, or NULL: no DoT upgrade */
+    struct query_transports tx;
+    /* The last query in flight has ended. */
+    void (*idle)(void *arg);
+    void *idle_arg;
+};
 
-/* An answer for try `t` (msg is the caller's scratch buffer, modified in place). */
-void query_on_answer(struct query_try *t, uint8_t *msg, size_t len, const struct wire_msg *wm);
-/* Try `t` failed (`why`: connection refused, lost, timed out...); the
- * transport has forgotten it. A failed DoT try is re-sent over Do53 to the
- * same server at once (opportunistic), or the next server is tried (strict). */
-void query_on_try_failed(struct query_try *t, int why);
+struct query_pool;
 
-/* Answers every in-flight query with SERVFAIL (shutdown). */
-void query_fail_all(struct proxy *px);
-/* Frees the free list (shutdown). */
-void query_pool_free(struct proxy *px);
+/* `env` is copied; what it points to is borrowed and must outlive the pool. */
+struct query_pool *query_pool_new(const struct query_env *env);
+/* Answers every query still in flight with SERVFAIL, then frees the pool. */
+void query_pool_free(struct query_pool *p);
+/* The sink to give the transports. */
+const struct tsink *query_pool_sink(struct query_pool *p);
+unsigned query_pool_inflight(const struct query_pool *p);
 
-/* Sends a message to a client (UDP: batched; TCP: queued on the connection). */
-void client_send(struct proxy *px, const struct client *c, const uint8_t *msg, size_t len);
+/* A client message arrived (msg borrowed) under view `v` (a reference is
+ * taken if a query starts). Answers errors at once, else starts a query. */
+void query_receive(struct query_pool *p, struct view *v, const struct client *c, const uint8_t *msg, size_t len);
+/* Answers every in-flight query with SERVFAIL (drain timeout, shutdown). */
+void query_fail_all(struct query_pool *p);
 
 #endif

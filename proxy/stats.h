@@ -37,7 +37,10 @@
     X(spoofed_question)     /* upstream answers whose question does not match */ \
     X(upstream_malformed)   /* upstream answers that do not parse */ \
     X(truncated)            /* answers truncated (TC=1) to fit a UDP client */ \
-    X(tcp_clients_rejected) /* TCP clients closed at once: tcp-clients reached */ \
+    X(tcp_clients_rejected) /* TCP clients closed at once: tcp-clients or the per-source limit reached */ \
+    X(tcp_clients_evicted)  /* TCP clients closed to make room: idle or slow when the set was full */ \
+    X(tcp_clients_timed_out) /* TCP clients closed: a message or a write took longer than tcp-io-timeout */ \
+    X(upstream_conn_limit)  /* upstream TCP/DoT connections not opened: max-upstream-connections reached */ \
     X(send_errors)          /* answers that could not be sent to a client */
 
 /* Upstream answer latency, by the transport that carried the answer. */

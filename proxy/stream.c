@@ -11,13 +11,14 @@
 #include <unistd.h>
 
 #include "lib/bytebuf.h"
+#include "lib/flush.h"
 #include "lib/idmap.h"
 #include "lib/log.h"
-#include "proxy/proxy.h"
-#include "proxy/query.h"
+#include "lib/rng.h"
 #include "lib/tls.h"
-#include "proxy/upstream.h"
 #include "lib/wire.h"
+#include "proxy/stats.h"
+#include "proxy/tls_profile.h"
 
 #define STREAM_MAX_INFLIGHT 1024
 #define STREAM_READ_CHUNK 16384
@@ -26,64 +27,80 @@
 #define KEEPALIVE_MARGIN 0.5         /* s: close before the server says it will */
 #define QUICKACK_MAX_PENDING 8
 
-enum stream_state { STREAM_CLOSED, STREAM_CONNECTING, STREAM_HANDSHAKE, STREAM_OPEN };
+enum stream_state { STREAM_NEW, STREAM_CONNECTING, STREAM_HANDSHAKE, STREAM_OPEN, STREAM_DEAD };
 
 struct stream {
-    struct proxy *px;
-    struct upstream *up;
+    const struct stream_env *env;
     enum stream_kind kind;
     struct net_addr addr;      /* where it connects */
+    char name[NET_ADDRSTRLEN];
+    struct tls_profile *profile; /* DoT: a reference */
     enum stream_state state;
     int fd;
     struct tls_conn *tls;
     bool want_write;           /* TLS needs EV_WRITE to make progress */
     bool session_saved;
-    double idle_limit;         /* s; from config, lowered by the server's keepalive */
+    double idle_limit;         /* s; from env, lowered by the server's keepalive */
     ev_io io;
     ev_timer timer;            /* connect/handshake deadline, then idle timeout */
     struct bytebuf in, out;
-    struct idmap pending;      /* ID + 1 -> struct query_try * (0 is the empty key) */
-    struct stream *next_dirty;
-    bool dirty;
+    struct idmap pending;      /* ID + 1 -> struct treq * (0 is the empty key) */
+    struct flush_item flush;
+    struct stream_link link;
 };
 
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void flush_cb(struct flush_item *it);
 
-struct stream *stream_new(struct proxy *px, struct upstream *up, enum stream_kind kind)
+struct stream *stream_new(const struct stream_env *env, const struct net_addr *server, enum stream_kind kind,
+                          struct tls_profile *tls)
 {
     struct stream *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->px = px;
-    s->up = up;
+    s->env = env;
     s->kind = kind;
-    s->addr = up->addr;
-    if (kind == STREAM_DOT)
+    s->addr = *server;
+    if (kind == STREAM_DOT) {
         net_addr_set_port(&s->addr, DOT_PORT);
+        s->profile = tls ? tls_profile_ref(tls) : NULL;
+    }
+    net_addr_str(&s->addr, s->name, sizeof s->name);
     s->fd = -1;
     ev_init(&s->io, io_cb);
     ev_set_priority(&s->io, EV_MAXPRI); /* answers before query timers: see udp_pool.c */
     ev_init(&s->timer, timer_cb);
     s->io.data = s->timer.data = s;
+    flush_item_init(&s->flush, flush_cb);
     return s;
 }
 
 bool stream_is_open(const struct stream *s) { return s->state == STREAM_OPEN; }
+bool stream_is_dead(const struct stream *s) { return s->state == STREAM_DEAD; }
 unsigned stream_inflight(const struct stream *s) { return (unsigned)s->pending.used; }
+enum stream_kind stream_kind(const struct stream *s) { return s->kind; }
+const struct net_addr *stream_addr(const struct stream *s) { return &s->addr; }
+struct tls_profile *stream_profile(const struct stream *s) { return s->profile; }
+struct stream_link *stream_link(struct stream *s) { return &s->link; }
+
+static bool opportunistic(const struct stream *s)
+{
+    return s->kind == STREAM_DOT && s->profile && !s->profile->strict;
+}
 
 static double idle_timeout(const struct stream *s)
 {
-    double cfg = s->px->cfg->upstream_tcp_idle;
+    double cfg = s->env->idle;
     return s->idle_limit > 0 && s->idle_limit < cfg ? s->idle_limit : cfg;
 }
 
 static void update_io(struct stream *s)
 {
-    struct ev_loop *loop = s->px->loop;
+    struct ev_loop *loop = s->env->loop;
     int ev = EV_READ;
     if (s->state == STREAM_CONNECTING || s->want_write ||
-        (s->state == STREAM_OPEN && bytebuf_len(&s->out) > 0 && !s->dirty))
+        (s->state == STREAM_OPEN && bytebuf_len(&s->out) > 0 && !s->flush.queued))
         ev |= EV_WRITE;
     if (s->io.events != ev || !ev_is_active(&s->io)) {
         ev_io_stop(loop, &s->io);
@@ -100,34 +117,23 @@ static void update_io(struct stream *s)
     }
 }
 
-static void undirty(struct stream *s)
-{
-    if (!s->dirty)
-        return;
-    for (struct stream **pp = &s->px->dirty_streams; *pp; pp = &(*pp)->next_dirty) {
-        if (*pp == s) {
-            *pp = s->next_dirty;
-            break;
-        }
-    }
-    s->dirty = false;
-    s->next_dirty = NULL;
-}
-
 static const char *kind_str(const struct stream *s) { return s->kind == STREAM_DOT ? "DoT" : "TCP"; }
 
-/* Closes the connection; tries still waiting go back to their queries. */
-static void stream_reset(struct stream *s, enum probe_outcome why, const char *why_text)
+/* Closes the connection for good. Requests still waiting go back through
+ * the sink, after the owner was told (unless `tell_owner` is false: the
+ * owner is freeing it). */
+static void teardown(struct stream *s, enum probe_outcome why, const char *why_text, bool tell_owner)
 {
     /* The text may live in the TLS connection freed below. */
     char reason[160];
     snprintf(reason, sizeof reason, "%s", why_text ? why_text : "");
-    struct proxy *px = s->px;
-    struct ev_loop *loop = px->loop;
+    const struct stream_env *env = s->env;
     bool was_connected = s->state == STREAM_OPEN;
-    undirty(s);
-    ev_io_stop(loop, &s->io);
-    ev_timer_stop(loop, &s->timer);
+    bool was_live = s->state != STREAM_NEW && s->state != STREAM_DEAD;
+    s->state = STREAM_DEAD;
+    flusher_cancel(env->flusher, &s->flush);
+    ev_io_stop(env->loop, &s->io);
+    ev_timer_stop(env->loop, &s->timer);
     if (s->tls) {
         if (why == PROBE_CLOSED_CLEAN && was_connected)
             tls_shutdown(s->tls);
@@ -137,62 +143,58 @@ static void stream_reset(struct stream *s, enum probe_outcome why, const char *w
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
-    s->state = STREAM_CLOSED;
-    s->want_write = false;
-    s->session_saved = false;
     bytebuf_free(&s->in);
     bytebuf_free(&s->out);
     size_t n = s->pending.used;
-    if (s->kind == STREAM_DOT && px->probes && s->up->tls_policy == UPSTREAM_TLS_OPPORTUNISTIC &&
-        (n > 0 || why != PROBE_CLOSED_CLEAN))
-        probe_table_dot_result(px->probes, &s->addr, why, reason, ev_now(loop));
-    if (n == 0) {
-        idmap_free(&s->pending);
-        return;
-    }
-    log_debug("upstream %s: %s connection closed with %zu queries waiting: %s", s->up->name, kind_str(s), n,
-              reason);
-    /* Detach first: a query may retry on this very stream from its callback. */
+    if (was_live && opportunistic(s) && env->dot_outcome && (n > 0 || why != PROBE_CLOSED_CLEAN))
+        env->dot_outcome(env->arg, &s->addr, why, reason);
+    if (n > 0)
+        log_debug("upstream %s: %s connection closed with %zu queries waiting: %s", s->name, kind_str(s), n,
+                  reason);
     struct idmap old = s->pending;
     memset(&s->pending, 0, sizeof s->pending);
+    if (tell_owner && env->closed)
+        env->closed(env->arg, s);
     for (size_t i = 0; i < old.cap; i++) {
-        struct query_try *t = old.slots[i].value;
-        if (!old.slots[i].key || !t)
+        struct treq *r = old.slots[i].value;
+        if (!old.slots[i].key || !r)
             continue;
-        t->kind = TRY_NONE;
-        t->stream = NULL;
-        px->stats.upstream_errors++;
-        query_on_try_failed(t, why);
+        r->owner = NULL;
+        env->stats->upstream_errors++;
+        env->sink->failed(env->sink->arg, r, why);
     }
     idmap_free(&old);
 }
 
 void stream_abort(struct stream *s, enum probe_outcome why, const char *reason)
 {
-    if (s->state != STREAM_CLOSED)
-        stream_reset(s, why, reason);
+    if (s->state != STREAM_DEAD)
+        teardown(s, why, reason, true);
 }
 
 void stream_free(struct stream *s)
 {
     if (!s)
         return;
-    stream_reset(s, PROBE_LOCAL_ERROR, "shutting down");
+    if (s->state != STREAM_DEAD)
+        teardown(s, PROBE_LOCAL_ERROR, "shutting down", false);
+    tls_profile_unref(s->profile);
     free(s);
 }
 
 static void tls_begin(struct stream *s)
 {
-    const struct upstream *up = s->up;
+    const struct stream_env *env = s->env;
     const struct tls_session *resume = NULL;
-    if (up->tls_policy == UPSTREAM_TLS_STRICT) {
-        resume = up->session;
-    } else if (s->px->probes) {
-        const struct probe_entry *e = probe_table_find(s->px->probes, &s->addr);
-        resume = e ? e->session : NULL;
+    if (!s->profile) {
+        s->state = STREAM_HANDSHAKE;
+        return;
     }
-    struct tls_ctx *ctx = up->tls_policy == UPSTREAM_TLS_STRICT ? up->tls : s->px->tls_opportunistic;
-    s->tls = ctx ? tls_conn_new(ctx, s->fd, up->auth_name, resume) : NULL;
+    if (s->profile->strict)
+        resume = s->profile->session;
+    else if (env->session_get)
+        resume = env->session_get(env->arg, &s->addr);
+    s->tls = tls_conn_new(s->profile->ctx, s->fd, s->profile->auth_name, resume);
     s->state = STREAM_HANDSHAKE;
 }
 
@@ -203,23 +205,14 @@ static int stream_connect(struct stream *s)
         return -1;
     s->state = STREAM_CONNECTING;
     /* The whole set-up, TCP and TLS, must finish within one query budget. */
-    s->timer.repeat = s->px->cfg->timeout;
-    ev_timer_again(s->px->loop, &s->timer);
+    s->timer.repeat = s->env->setup;
+    ev_timer_again(s->env->loop, &s->timer);
     update_io(s);
     return 0;
 }
 
-static void mark_dirty(struct stream *s)
-{
-    if (s->dirty || s->state != STREAM_OPEN)
-        return;
-    s->dirty = true;
-    s->next_dirty = s->px->dirty_streams;
-    s->px->dirty_streams = s;
-}
-
 /* Writes what it can. Returns 0, or -1 on a broken connection (the caller
- * decides when to reset, so stream_send never calls back into a query). */
+ * decides when to close, so stream_send never calls the sink). */
 static int flush_out(struct stream *s)
 {
     s->want_write = false;
@@ -265,96 +258,90 @@ static int flush_out(struct stream *s)
     return 0;
 }
 
-void stream_flush_all(struct proxy *px)
+static void flush_cb(struct flush_item *it)
 {
-    while (px->dirty_streams) {
-        struct stream *s = px->dirty_streams;
-        px->dirty_streams = s->next_dirty;
-        s->next_dirty = NULL;
-        s->dirty = false;
-        /* On a write error the EV_WRITE watcher meets the error again and resets. */
-        if (flush_out(s) < 0) {
-            s->want_write = true;
-            update_io(s);
-        }
+    struct stream *s = (struct stream *)((char *)it - offsetof(struct stream, flush));
+    /* On a write error the EV_WRITE watcher meets the error again and closes. */
+    if (s->state == STREAM_OPEN && flush_out(s) < 0) {
+        s->want_write = true;
+        update_io(s);
     }
 }
 
-int stream_send(struct stream *s, struct query *q, struct query_try *t)
+int stream_send(struct stream *s, struct treq *r)
 {
-    if (s->pending.used >= STREAM_MAX_INFLIGHT || q->len > WIRE_MAX_MSG - 2)
+    const struct stream_env *env = s->env;
+    if (s->state == STREAM_DEAD || s->pending.used >= STREAM_MAX_INFLIGHT || r->len > WIRE_MAX_MSG - 2)
         return -1;
-    if (s->state == STREAM_CLOSED && stream_connect(s) < 0)
+    if (s->state == STREAM_NEW && stream_connect(s) < 0)
         return -1;
     uint16_t id;
     do {
-        id = rng_u16(&s->px->rng);
+        id = rng_u16(env->rng);
     } while (idmap_get(&s->pending, (uint64_t)id + 1));
     uint8_t *p = bytebuf_reserve(&s->out, WIRE_MAX_MSG + 2);
-    if (!p || idmap_put(&s->pending, (uint64_t)id + 1, t) < 0)
+    if (!p || idmap_put(&s->pending, (uint64_t)id + 1, r) < 0)
         return -1;
-    size_t len = q->len;
+    size_t len = r->len;
     if (s->kind == STREAM_DOT) {
-        len = wire_pad_query(p + 2, WIRE_MAX_MSG, q->msg, q->len, &q->wm,
-                             (uint16_t)s->px->cfg->edns_buffer_size, DOT_PAD_BLOCK);
+        len = wire_pad_query(p + 2, WIRE_MAX_MSG, r->msg, r->len, r->wm, env->edns_size, DOT_PAD_BLOCK);
         if (len == 0) {
             idmap_del(&s->pending, (uint64_t)id + 1);
             return -1;
         }
     } else {
-        memcpy(p + 2, q->msg, len);
+        memcpy(p + 2, r->msg, len);
     }
     wire_put16(p, (uint16_t)len);
     wire_set_id(p + 2, id);
     bytebuf_commit(&s->out, len + 2);
-    t->kind = s->kind == STREAM_DOT ? TRY_DOT : TRY_TCP;
-    t->id = id;
-    t->stream = s;
+    r->id = id;
+    r->owner = s;
     if (s->kind == STREAM_DOT)
-        s->px->stats.upstream_dot++;
+        env->stats->upstream_dot++;
     else
-        s->px->stats.upstream_tcp++;
-    mark_dirty(s);
-    if (s->state == STREAM_OPEN)
+        env->stats->upstream_tcp++;
+    if (s->state == STREAM_OPEN) {
+        flusher_queue(env->flusher, &s->flush);
         update_io(s);
+    }
     return 0;
 }
 
-void stream_cancel(struct stream *s, struct query_try *t)
+void stream_cancel(struct stream *s, struct treq *r)
 {
-    if (idmap_get(&s->pending, (uint64_t)t->id + 1) == t)
-        idmap_del(&s->pending, (uint64_t)t->id + 1);
-    t->kind = TRY_NONE;
-    t->stream = NULL;
+    if (idmap_get(&s->pending, (uint64_t)r->id + 1) == r)
+        idmap_del(&s->pending, (uint64_t)r->id + 1);
+    r->owner = NULL;
     if (s->state == STREAM_OPEN)
         update_io(s);
 }
 
 static void handle_frame(struct stream *s, uint8_t *msg, size_t len)
 {
-    struct proxy *px = s->px;
+    const struct stream_env *env = s->env;
     struct wire_msg wm;
     if (wire_parse_response(msg, len, &wm) != WIRE_OK) {
         /* A stream that carries garbage cannot be trusted to stay in sync. */
-        px->stats.upstream_malformed++;
-        stream_reset(s, PROBE_BAD_ANSWER, "malformed answer");
+        env->stats->upstream_malformed++;
+        teardown(s, PROBE_BAD_ANSWER, "malformed answer", true);
         return;
     }
-    struct query_try *t = idmap_get(&s->pending, (uint64_t)wm.id + 1);
-    if (!t) {
-        px->stats.spoofed_id++;
+    struct treq *r = idmap_get(&s->pending, (uint64_t)wm.id + 1);
+    if (!r) {
+        env->stats->spoofed_id++;
         return;
     }
-    if (!wire_same_question(msg, &wm, t->q->msg, &t->q->wm)) {
-        px->stats.spoofed_question++;
+    if (!wire_same_question(msg, &wm, r->msg, r->wm)) {
+        env->stats->spoofed_question++;
         return;
     }
     if (s->kind == STREAM_DOT) {
         int keepalive;
-        size_t n = wire_strip_dot_answer(msg, len, &wm, t->q->wm.has_opt, &keepalive);
+        size_t n = wire_strip_dot_answer(msg, len, &wm, r->wm->has_opt, &keepalive);
         if (n == 0) {
-            px->stats.upstream_malformed++;
-            stream_reset(s, PROBE_BAD_ANSWER, "malformed answer");
+            env->stats->upstream_malformed++;
+            teardown(s, PROBE_BAD_ANSWER, "malformed answer", true);
             return;
         }
         len = n;
@@ -365,34 +352,29 @@ static void handle_frame(struct stream *s, uint8_t *msg, size_t len)
             if (s->idle_limit < 0.001)
                 s->idle_limit = 0.001;
         }
-        px->stats.dot_answers++;
-        if (px->probes && s->up->tls_policy == UPSTREAM_TLS_OPPORTUNISTIC)
-            probe_table_dot_result(px->probes, &s->addr, PROBE_OK, NULL, ev_now(px->loop));
+        env->stats->dot_answers++;
+        if (opportunistic(s) && env->dot_outcome)
+            env->dot_outcome(env->arg, &s->addr, PROBE_OK, NULL);
     }
     idmap_del(&s->pending, (uint64_t)wm.id + 1);
-    t->kind = TRY_NONE;
-    t->stream = NULL;
-    query_on_answer(t, msg, len, &wm);
+    r->owner = NULL;
+    env->sink->answer(env->sink->arg, r, msg, len, &wm);
 }
 
 /* TLS 1.3 tickets arrive after the handshake: the session is worth keeping
  * once something has been read. */
 static void save_session(struct stream *s)
 {
-    if (s->session_saved || !s->tls)
+    if (s->session_saved || !s->tls || !s->profile)
         return;
     struct tls_session *sess = tls_get_session(s->tls);
     if (!sess)
         return;
     s->session_saved = true;
-    if (s->up->tls_policy == UPSTREAM_TLS_STRICT) {
-        tls_session_free(s->up->session);
-        s->up->session = sess;
-        return;
-    }
-    struct probe_entry *e = s->px->probes ? probe_table_find(s->px->probes, &s->addr) : NULL;
-    if (e)
-        probe_table_set_session(e, sess);
+    if (s->profile->strict)
+        tls_profile_set_session(s->profile, sess);
+    else if (s->env->session_put)
+        s->env->session_put(s->env->arg, &s->addr, sess);
     else
         tls_session_free(sess);
 }
@@ -401,7 +383,7 @@ static void handle_frames(struct stream *s)
 {
     long flen;
     while (s->state == STREAM_OPEN && (flen = bytebuf_frame(&s->in)) >= 0) {
-        /* Copy out: handling may reset the stream, freeing its buffers. */
+        /* Copy out: handling may close the stream, freeing its buffers. */
         uint8_t msg[WIRE_MAX_MSG];
         memcpy(msg, bytebuf_head(&s->in) + 2, (size_t)flen);
         bytebuf_consume(&s->in, (size_t)flen + 2);
@@ -414,7 +396,7 @@ static void read_some(struct stream *s)
     for (int round = 0; round < 16 && s->state == STREAM_OPEN; round++) {
         uint8_t *p = bytebuf_reserve(&s->in, STREAM_READ_CHUNK);
         if (!p) {
-            stream_reset(s, PROBE_LOCAL_ERROR, "out of memory");
+            teardown(s, PROBE_LOCAL_ERROR, "out of memory", true);
             return;
         }
         long n;
@@ -425,23 +407,23 @@ static void read_some(struct stream *s)
                 break;
             }
             if (n == TLS_IO_CLOSED) {
-                stream_reset(s, PROBE_CLOSED_CLEAN, "closed by the server");
+                teardown(s, PROBE_CLOSED_CLEAN, "closed by the server", true);
                 return;
             }
             if (n < 0) {
-                stream_reset(s, PROBE_BAD_ANSWER, tls_error(s->tls));
+                teardown(s, PROBE_RESET, tls_error(s->tls), true);
                 return;
             }
         } else {
             n = read(s->fd, p, STREAM_READ_CHUNK);
             if (n == 0) {
-                stream_reset(s, PROBE_CLOSED_CLEAN, "closed by the server");
+                teardown(s, PROBE_CLOSED_CLEAN, "closed by the server", true);
                 return;
             }
             if (n < 0) {
                 if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
                     break;
-                stream_reset(s, PROBE_CLOSED_CLEAN, strerror(errno));
+                teardown(s, PROBE_RESET, strerror(errno), true);
                 return;
             }
         }
@@ -455,7 +437,7 @@ static void read_some(struct stream *s)
     save_session(s);
     /* Bytes already read ahead get no new readiness event from the socket. */
     if (s->tls && tls_pending(s->tls))
-        ev_feed_event(s->px->loop, &s->io, EV_READ);
+        ev_feed_event(s->env->loop, &s->io, EV_READ);
     /* With a few queries outstanding, acknowledge at once: a server that
      * holds its next answer until our ACK (Nagle) would otherwise wait for
      * our next query to carry it. Many outstanding keep ACKs delayed and cheap. */
@@ -468,24 +450,24 @@ static void read_some(struct stream *s)
 
 static void opened(struct stream *s)
 {
-    struct proxy *px = s->px;
+    const struct stream_env *env = s->env;
     s->state = STREAM_OPEN;
-    ev_timer_stop(px->loop, &s->timer);
+    ev_timer_stop(env->loop, &s->timer);
     if (s->kind == STREAM_DOT) {
-        px->stats.dot_connections++;
+        env->stats->dot_connections++;
         if (tls_resumed(s->tls))
-            px->stats.dot_resumed++;
-        log_debug("upstream %s: DoT connection up (%s, %s%s)", s->up->name, tls_version(s->tls),
+            env->stats->dot_resumed++;
+        log_debug("upstream %s: DoT connection up (%s, %s%s)", s->name, tls_version(s->tls),
                   tls_cipher(s->tls), tls_resumed(s->tls) ? ", resumed" : "");
     }
     if (flush_out(s) < 0)
-        stream_reset(s, PROBE_CLOSED_CLEAN, strerror(errno));
+        teardown(s, PROBE_RESET, strerror(errno), true);
 }
 
 static void handshake(struct stream *s)
 {
     if (!s->tls) {
-        stream_reset(s, PROBE_LOCAL_ERROR, "cannot create a TLS connection");
+        teardown(s, PROBE_LOCAL_ERROR, "cannot create a TLS connection", true);
         return;
     }
     int r = tls_handshake(s->tls);
@@ -498,7 +480,7 @@ static void handshake(struct stream *s)
         update_io(s);
         return;
     }
-    stream_reset(s, PROBE_TLS_FAILED, tls_error(s->tls));
+    teardown(s, PROBE_TLS_FAILED, tls_error(s->tls), true);
 }
 
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -513,7 +495,7 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
         if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
             err = errno;
         if (err) {
-            stream_reset(s, PROBE_CONNECT_REFUSED, strerror(err));
+            teardown(s, PROBE_CONNECT_REFUSED, strerror(err), true);
             return;
         }
         if (s->kind == STREAM_DOT) {
@@ -531,7 +513,7 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
     if (s->state != STREAM_OPEN)
         return;
     if ((revents & EV_WRITE) && flush_out(s) < 0) {
-        stream_reset(s, PROBE_CLOSED_CLEAN, strerror(errno));
+        teardown(s, PROBE_RESET, strerror(errno), true);
         return;
     }
     if (s->state == STREAM_OPEN && (revents & EV_READ))
@@ -545,26 +527,26 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     switch (s->state) {
     case STREAM_CONNECTING:
-        stream_reset(s, PROBE_CONNECT_TIMEOUT, "connect timed out");
+        teardown(s, PROBE_CONNECT_TIMEOUT, "connect timed out", true);
         break;
     case STREAM_HANDSHAKE:
-        stream_reset(s, PROBE_TLS_FAILED, "TLS handshake timed out");
+        teardown(s, PROBE_TLS_FAILED, "TLS handshake timed out", true);
         break;
     default:
-        stream_reset(s, PROBE_CLOSED_CLEAN, "idle");
+        teardown(s, PROBE_CLOSED_CLEAN, "idle", true);
         break;
     }
 }
 
 int stream_adopt(struct stream *s, int fd, struct tls_conn *conn)
 {
-    if (s->state != STREAM_CLOSED || s->kind != STREAM_DOT)
+    if (s->state != STREAM_NEW || s->kind != STREAM_DOT)
         return -1;
     s->fd = fd;
     s->tls = conn;
     s->session_saved = true; /* the prober stored it */
     s->state = STREAM_OPEN;
-    s->px->stats.dot_connections++;
+    s->env->stats->dot_connections++;
     update_io(s);
     return 0;
 }

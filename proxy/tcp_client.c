@@ -1,25 +1,37 @@
-/* proxy/tcp_client.c: one client's TCP connection: 2-byte framing,
- * pipelined queries answered in completion order, a write queue that never
- * blocks the loop, an idle timeout, and a cap on in-flight queries. */
+/* proxy/tcp_client.c: clients' TCP connections. */
+#include "proxy/tcp_client.h"
+
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "proxy/listener.h"
+#include "lib/bytebuf.h"
 #include "lib/log.h"
-#include "proxy/proxy.h"
 #include "proxy/query.h"
+#include "proxy/stats.h"
 
 /* Stop reading a client with this many queries in flight until answers drain. */
 #define TCP_CLIENT_MAX_INFLIGHT 64
 /* Stop reading while this much output waits for a slow reader. */
 #define TCP_CLIENT_MAX_PENDING_OUT (256 * 1024)
 
+struct tcp_clients {
+    struct ev_loop *loop;
+    struct stats *stats;
+    struct tcp_clients_opts opts;
+    tcp_clients_recv_fn *recv;
+    void *arg;
+    struct tcp_client *list;
+    unsigned n;
+};
+
 struct tcp_client {
-    struct tcp_client *prev, *next;  /* px->tcp_list */
-    struct proxy *px;
+    struct tcp_client *prev, *next;  /* set->list */
+    struct tcp_clients *set;         /* NULL once closed */
+    struct ev_loop *loop;
     unsigned refs;
     int fd;
     ev_io rio, wio;
@@ -32,13 +44,13 @@ struct tcp_client {
     bool in_frames;                  /* handle_frames() is on the stack */
 };
 
-void tcp_client_accept(struct proxy *px, struct listener *l, int fd, const struct net_addr *peer);
-
+static struct tcp_client *tcp_client_ref(struct tcp_client *c);
+static void tcp_client_unref(struct tcp_client *c);
 static void client_close(struct tcp_client *c);
 
 static void update_watchers(struct tcp_client *c)
 {
-    struct ev_loop *loop = c->px->loop;
+    struct ev_loop *loop = c->loop;
     bool want_read = !c->closed && !c->stop_reading && c->inflight < TCP_CLIENT_MAX_INFLIGHT &&
                      bytebuf_len(&c->out) < TCP_CLIENT_MAX_PENDING_OUT;
     if (want_read)
@@ -55,7 +67,7 @@ static void update_watchers(struct tcp_client *c)
             client_close(c);
             return;
         }
-        c->idle.repeat = c->px->cfg->tcp_idle_timeout;
+        c->idle.repeat = c->set->opts.idle;
         ev_timer_again(loop, &c->idle);
     } else {
         ev_timer_stop(loop, &c->idle);
@@ -71,11 +83,12 @@ static void handle_frames(struct tcp_client *c)
     while (!c->closed && !c->stop_reading && c->inflight < TCP_CLIENT_MAX_INFLIGHT &&
            (flen = bytebuf_frame(&c->in)) >= 0) {
         const uint8_t *msg = bytebuf_head(&c->in) + 2;
-        c->px->stats.queries_tcp++;
+        struct tcp_clients *set = c->set;
+        set->stats->queries_tcp++;
         c->inflight++;
-        struct client cl = { .udp = NULL, .peer = c->peer, .tcp = c };
-        /* query_receive answers or starts a query; both end in tcp_client_query_done. */
-        query_receive(c->px, &cl, msg, (size_t)flen);
+        struct client cl = { .ops = &tcp_client_ops, .conn = c, .peer = c->peer };
+        /* recv answers or starts a query; both end in the client's done(). */
+        set->recv(set->arg, &cl, msg, (size_t)flen);
         if (c->closed)
             break;
         bytebuf_consume(&c->in, (size_t)flen + 2);
@@ -152,11 +165,36 @@ static void idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
     client_close(c);
 }
 
-void tcp_client_accept(struct proxy *px, struct listener *l, int fd, const struct net_addr *peer)
+struct tcp_clients *tcp_clients_new(struct ev_loop *loop, struct stats *stats, const struct tcp_clients_opts *o,
+                                    tcp_clients_recv_fn *recv, void *arg)
 {
-    (void)l;
-    if (px->tcp_clients >= px->cfg->tcp_clients || px->draining) {
-        px->stats.tcp_clients_rejected++;
+    struct tcp_clients *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->loop = loop;
+    s->stats = stats;
+    s->opts = *o;
+    s->recv = recv;
+    s->arg = arg;
+    return s;
+}
+
+void tcp_clients_set_opts(struct tcp_clients *s, const struct tcp_clients_opts *o) { s->opts = *o; }
+unsigned tcp_clients_count(const struct tcp_clients *s) { return s->n; }
+
+void tcp_clients_free(struct tcp_clients *s)
+{
+    if (!s)
+        return;
+    while (s->list)
+        client_close(s->list);
+    free(s);
+}
+
+void tcp_clients_accept(struct tcp_clients *s, int fd, const struct net_addr *peer)
+{
+    if (s->n >= s->opts.max) {
+        s->stats->tcp_clients_rejected++;
         close(fd);
         return;
     }
@@ -165,19 +203,20 @@ void tcp_client_accept(struct proxy *px, struct listener *l, int fd, const struc
         close(fd);
         return;
     }
-    c->px = px;
-    c->refs = 1; /* the list's */
+    c->set = s;
+    c->loop = s->loop;
+    c->refs = 1; /* the set's */
     c->fd = fd;
     c->peer = *peer;
     ev_io_init(&c->rio, read_cb, fd, EV_READ);
     ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
     ev_init(&c->idle, idle_cb);
     c->rio.data = c->wio.data = c->idle.data = c;
-    c->next = px->tcp_list;
-    if (px->tcp_list)
-        px->tcp_list->prev = c;
-    px->tcp_list = c;
-    px->tcp_clients++;
+    c->next = s->list;
+    if (s->list)
+        s->list->prev = c;
+    s->list = c;
+    s->n++;
     update_watchers(c);
 }
 
@@ -185,11 +224,11 @@ static void client_close(struct tcp_client *c)
 {
     if (c->closed)
         return;
-    struct proxy *px = c->px;
+    struct tcp_clients *s = c->set;
     c->closed = true;
-    ev_io_stop(px->loop, &c->rio);
-    ev_io_stop(px->loop, &c->wio);
-    ev_timer_stop(px->loop, &c->idle);
+    ev_io_stop(c->loop, &c->rio);
+    ev_io_stop(c->loop, &c->wio);
+    ev_timer_stop(c->loop, &c->idle);
     close(c->fd);
     c->fd = -1;
     bytebuf_free(&c->in);
@@ -197,28 +236,31 @@ static void client_close(struct tcp_client *c)
     if (c->prev)
         c->prev->next = c->next;
     else
-        px->tcp_list = c->next;
+        s->list = c->next;
     if (c->next)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
-    px->tcp_clients--;
-    tcp_client_unref(c); /* the list's reference */
+    s->n--;
+    c->set = NULL;
+    tcp_client_unref(c); /* the set's reference */
 }
 
-struct tcp_client *tcp_client_ref(struct tcp_client *c)
+static struct tcp_client *tcp_client_ref(struct tcp_client *c)
 {
     c->refs++;
     return c;
 }
 
-void tcp_client_unref(struct tcp_client *c)
+static void tcp_client_unref(struct tcp_client *c)
 {
     if (c && --c->refs == 0)
         free(c);
 }
 
-void tcp_client_send(struct tcp_client *c, const uint8_t *msg, size_t len)
+static void client_send(void *conn, const struct net_addr *peer, const uint8_t *msg, size_t len)
 {
+    struct tcp_client *c = conn;
+    (void)peer;
     if (c->closed)
         return;
     uint8_t *p = bytebuf_reserve(&c->out, len + 2);
@@ -233,8 +275,9 @@ void tcp_client_send(struct tcp_client *c, const uint8_t *msg, size_t len)
     flush_out(c);
 }
 
-void tcp_client_query_done(struct tcp_client *c)
+static void client_done(void *conn)
 {
+    struct tcp_client *c = conn;
     if (c->inflight > 0)
         c->inflight--;
     if (c->closed)
@@ -247,9 +290,16 @@ void tcp_client_query_done(struct tcp_client *c)
     tcp_client_unref(c);
 }
 
-void tcp_clients_stop_reading(struct proxy *px)
+static void client_ref(void *conn) { tcp_client_ref(conn); }
+static void client_unref(void *conn) { tcp_client_unref(conn); }
+
+const struct client_ops tcp_client_ops = {
+    .stream = true, .send = client_send, .done = client_done, .ref = client_ref, .unref = client_unref,
+};
+
+void tcp_clients_stop_reading(struct tcp_clients *s)
 {
-    struct tcp_client *c = px->tcp_list;
+    struct tcp_client *c = s->list;
     while (c) {
         struct tcp_client *next = c->next;
         c->stop_reading = true;

@@ -7,13 +7,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "lib/log.h"
 #include "lib/idmap.h"
+#include "lib/log.h"
 #include "lib/outbox.h"
-#include "proxy/proxy.h"
-#include "proxy/query.h"
-#include "proxy/upstream.h"
+#include "lib/rng.h"
 #include "lib/wire.h"
+#include "proxy/stats.h"
 
 #define UDP_ANSWER_MAX NET_BATCH_BYTES   /* edns-buffer-size is at most this */
 /* A batch socket is kept for this long or this many queries, so answers come
@@ -35,8 +34,12 @@ struct udp_sock {
 };
 
 struct udp_pool {
-    struct proxy *px;
-    struct udp_sock **socks[2];    /* per family, px->cfg->udp_sockets slots, lazily filled */
+    struct ev_loop *loop;
+    struct rng *rng;
+    struct stats *stats;
+    const struct tsink *sink;
+    struct udp_pool_opts opts;
+    struct udp_sock **socks[2];    /* per family, opts.sockets slots, lazily filled */
     unsigned n_socks[2];
     struct udp_sock *batch[2];     /* socket of the batch being queued */
     double batch_until[2];
@@ -44,7 +47,7 @@ struct udp_pool {
     struct outbox out[2];
     struct udp_sock *retiring;
     uint32_t next_serial;
-    struct idmap pending;          /* pkey() -> struct query_try * */
+    struct idmap pending;          /* pkey() -> struct treq * */
 };
 
 /* Serials start at 1, so a key is never 0. */
@@ -73,13 +76,13 @@ static struct udp_sock *sock_new(struct udp_pool *p, int fam)
      * loop pass fires, so a stalled process does not time out answered queries. */
     ev_set_priority(&s->io, EV_MAXPRI);
     s->io.data = s;
-    ev_io_start(p->px->loop, &s->io);
+    ev_io_start(p->loop, &s->io);
     return s;
 }
 
 static void sock_close(struct udp_sock *s)
 {
-    ev_io_stop(s->pool->px->loop, &s->io);
+    ev_io_stop(s->pool->loop, &s->io);
     close(s->fd);
     free(s);
 }
@@ -131,20 +134,34 @@ static void sock_replace(struct udp_pool *p, int fam, unsigned i)
         retire(old);
 }
 
-struct udp_pool *udp_pool_new(struct proxy *px)
+struct udp_pool *udp_pool_new(struct ev_loop *loop, struct rng *rng, struct stats *stats, struct flusher *fl,
+                              const struct tsink *sink, const struct udp_pool_opts *o)
 {
     struct udp_pool *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
-    p->px = px;
+    p->loop = loop;
+    p->rng = rng;
+    p->stats = stats;
+    p->sink = sink;
+    udp_pool_set_opts(p, o);
     for (int f = 0; f < 2; f++)
-        outbox_init(&p->out[f], px, -1);
+        outbox_init(&p->out[f], fl, -1, &stats->upstream_errors);
     return p;
+}
+
+void udp_pool_set_opts(struct udp_pool *p, const struct udp_pool_opts *o)
+{
+    p->opts = *o;
+    if (p->opts.sockets == 0)
+        p->opts.sockets = 1;
+    if (p->opts.socket_uses == 0)
+        p->opts.socket_uses = 1;
 }
 
 static struct udp_sock *pick_batch_socket(struct udp_pool *p, int fam)
 {
-    unsigned want = p->px->cfg->udp_sockets;
+    unsigned want = p->opts.sockets;
     if (p->n_socks[fam] != want) {
         /* First use, or udp-sockets changed on reload: resize the slot array. */
         for (unsigned i = want; i < p->n_socks[fam]; i++) {
@@ -159,17 +176,17 @@ static struct udp_sock *pick_batch_socket(struct udp_pool *p, int fam)
         p->socks[fam] = ns;
         p->n_socks[fam] = want;
     }
-    unsigned i = rng_below(&p->px->rng, want);
+    unsigned i = rng_below(p->rng, want);
     if (!p->socks[fam][i])
         sock_replace(p, fam, i);
     return p->socks[fam][i];
 }
 
-int udp_pool_send(struct udp_pool *p, struct query *q, struct query_try *t)
+int udp_pool_send(struct udp_pool *p, struct treq *r)
 {
-    int fam = net_addr_family(&t->up->addr) == AF_INET6 ? 1 : 0;
+    int fam = net_addr_family(r->to) == AF_INET6 ? 1 : 0;
     struct outbox *ob = &p->out[fam];
-    double now = ev_now(p->px->loop);
+    double now = ev_now(p->loop);
     if (!p->batch[fam] || p->batch[fam]->retiring || now >= p->batch_until[fam] ||
         p->batch_queries[fam] >= BATCH_QUERIES) {
         outbox_flush(ob);
@@ -184,31 +201,26 @@ int udp_pool_send(struct udp_pool *p, struct query *q, struct query_try *t)
     struct udp_sock *s = p->batch[fam];
     uint16_t id;
     do {
-        id = rng_u16(&p->px->rng);
+        id = rng_u16(p->rng);
     } while (idmap_get(&p->pending, pkey(s, id)));
-    if (idmap_put(&p->pending, pkey(s, id), t) < 0)
+    if (r->len > UDP_ANSWER_MAX || idmap_put(&p->pending, pkey(s, id), r) < 0)
         return -1;
 
     uint8_t buf[UDP_ANSWER_MAX];
-    const uint8_t *msg = q->msg;
-    if (q->len <= sizeof buf) {
-        memcpy(buf, q->msg, q->len);
-        wire_set_id(buf, id);
-        wire_set_edns_size(buf, &q->wm, (uint16_t)p->px->cfg->edns_buffer_size);
-        msg = buf;
-    }
-    t->kind = TRY_UDP;
-    t->id = id;
-    t->sock = s;
+    memcpy(buf, r->msg, r->len);
+    wire_set_id(buf, id);
+    wire_set_edns_size(buf, r->wm, p->opts.edns_size);
+    r->id = id;
+    r->owner = s;
     s->pending++;
-    if (msg != buf || outbox_add(ob, &t->up->addr, msg, q->len) < 0) {
+    if (outbox_add(ob, r->to, buf, r->len) < 0) {
         idmap_del(&p->pending, pkey(s, id));
         s->pending--;
-        t->kind = TRY_NONE;
+        r->owner = NULL;
         return -1;
     }
-    p->px->stats.upstream_udp++;
-    if (++s->uses >= p->px->cfg->udp_socket_uses) {
+    p->stats->upstream_udp++;
+    if (++s->uses >= p->opts.socket_uses) {
         for (unsigned i = 0; i < p->n_socks[fam]; i++)
             if (p->socks[fam][i] == s)
                 sock_replace(p, fam, i);
@@ -216,50 +228,49 @@ int udp_pool_send(struct udp_pool *p, struct query *q, struct query_try *t)
     return 0;
 }
 
-static void forget(struct udp_pool *p, struct query_try *t)
+static void forget(struct udp_pool *p, struct treq *r)
 {
-    struct udp_sock *s = t->sock;
-    idmap_del(&p->pending, pkey(s, t->id));
-    t->kind = TRY_NONE;
-    t->sock = NULL;
+    struct udp_sock *s = r->owner;
+    idmap_del(&p->pending, pkey(s, r->id));
+    r->owner = NULL;
     s->pending--;
     retire_check(s);
 }
 
-void udp_pool_cancel(struct udp_pool *p, struct query_try *t)
+void udp_pool_cancel(struct udp_pool *p, struct treq *r)
 {
-    if (t->kind == TRY_UDP && t->sock)
-        forget(p, t);
+    if (r->owner)
+        forget(p, r);
 }
 
 static void handle_answer(struct udp_pool *p, struct udp_sock *s, uint8_t *msg, size_t len,
                           const struct net_addr *from, bool truncated)
 {
-    struct proxy *px = p->px;
+    struct stats *st = p->stats;
     struct wire_msg wm;
     if (len < WIRE_HDR_LEN) {
-        px->stats.upstream_malformed++;
+        st->upstream_malformed++;
         return;
     }
-    struct query_try *t = idmap_get(&p->pending, pkey(s, wire_get16(msg)));
-    if (!t) {
-        px->stats.spoofed_id++;
+    struct treq *r = idmap_get(&p->pending, pkey(s, wire_get16(msg)));
+    if (!r) {
+        st->spoofed_id++;
         return;
     }
-    if (!net_addr_equal(from, &t->up->addr)) {
-        px->stats.spoofed_source++;
+    if (!net_addr_equal(from, r->to)) {
+        st->spoofed_source++;
         return;
     }
     if (truncated || wire_parse_response(msg, len, &wm) != WIRE_OK) {
-        px->stats.upstream_malformed++;
+        st->upstream_malformed++;
         return;
     }
-    if (!wire_same_question(msg, &wm, t->q->msg, &t->q->wm)) {
-        px->stats.spoofed_question++;
+    if (!wire_same_question(msg, &wm, r->msg, r->wm)) {
+        st->spoofed_question++;
         return;
     }
-    forget(p, t);
-    query_on_answer(t, msg, len, &wm);
+    forget(p, r);
+    p->sink->answer(p->sink->arg, r, msg, len, &wm);
 }
 
 static struct log_limit recv_limit;

@@ -24,12 +24,15 @@
 #include "lib/log.h"
 #include "proxy/proxy.h"
 #include "probe/table.h"
-#include "proxy/upstream.h"
+#include "proxy/route.h"
+#include "proxy/view.h"
+#include "config/config.h"
 
 struct fixture {
     char dir[64], path[128];
     struct ev_loop *loop;
-    struct proxy px;
+    struct proxy *px;
+    struct probe_table *probes;
     struct probe_entry *started[8];
     unsigned nstarted;
     struct control *ctl;
@@ -77,19 +80,24 @@ static int setup(void **state)
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof f->path, "%s/c.sock", f->dir);
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    f->px.loop = f->loop;
-    f->px.routes = route_table_new();
-    struct net_addr a = addr("192.0.2.1");
-    struct upstream *u = upstream_new(&a);
-    assert_int_equal(route_table_add(f->px.routes, ".", u), 0);
-    upstream_unref(u);
     struct probe_policy pol;
     probe_policy_defaults(&pol);
-    f->px.probes = probe_table_new(&pol, 1);
-    probe_table_set_sched(f->px.probes, &fake_ops, f, ev_now(f->loop));
-    f->px.started = ev_now(f->loop);
+    f->probes = probe_table_new(&pol, 1);
+    probe_table_set_sched(f->probes, &fake_ops, f, ev_now(f->loop));
+    f->px = proxy_new(f->loop, f->probes);
+    assert_non_null(f->px);
+    struct route_table *rt = route_table_new(f->px->health);
+    struct net_addr a = addr("192.0.2.1");
+    struct route_server *srv = route_table_add_server(rt, &a, SERVER_TLS_OPPORTUNISTIC, NULL, true, true);
+    assert_non_null(srv);
+    assert_int_equal(route_table_add(rt, ".", srv), 0);
+    struct config *cfg = config_load(NULL, NULL, stderr);
+    assert_non_null(cfg);
+    struct view *v = view_new(cfg, rt);
+    assert_non_null(v);
+    proxy_swap(f->px, v, NULL, 0);
     struct control_hooks h = { .reload = reload_hook, .arg = f };
-    f->ctl = control_new(&f->px, f->path, &h);
+    f->ctl = control_new(f->px, f->path, &h);
     assert_non_null(f->ctl);
     *state = f;
     return 0;
@@ -99,9 +107,9 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     control_free(f->ctl);
-    if (f->px.probes)
-        probe_table_free(f->px.probes);
-    route_table_unref(f->px.routes);
+    proxy_free(f->px);
+    if (f->probes)
+        probe_table_free(f->probes);
     ev_loop_destroy(f->loop);
     rmdir(f->dir);
     free(f);
@@ -160,11 +168,11 @@ static const struct probe_entry *hostile_entry(struct fixture *f)
 {
     struct net_addr a = addr("192.0.2.1");
     double now = ev_now(f->loop);
-    assert_int_equal(probe_table_request(f->px.probes, &a, ".", now, false), 0);
+    assert_int_equal(probe_table_request(f->probes, &a, ".", now, false), 0);
     assert_int_equal(f->nstarted, 1);
-    probe_table_probe_done(f->px.probes, f->started[0], PROBE_TLS_FAILED,
+    probe_table_probe_done(f->probes, f->started[0], PROBE_TLS_FAILED,
                            "q\"b\\s\nnl\ttab\x01 \xff\xc3 caf\xc3\xa9 \xe2\x82\xac", false, now);
-    const struct probe_entry *e = probe_table_find(f->px.probes, &a);
+    const struct probe_entry *e = probe_table_find(f->probes, &a);
     assert_non_null(e);
     assert_int_equal(e->status, PROBE_BAD);
     return e;
@@ -199,7 +207,7 @@ static void test_text_dump_is_probe_table_dump(void **state)
     char *want = NULL;
     size_t wlen = 0;
     FILE *m = open_memstream(&want, &wlen);
-    assert_int_equal(probe_table_dump(f->px.probes, m), 0);
+    assert_int_equal(probe_table_dump(f->probes, m), 0);
     fclose(m);
     char *out = ask(f, "dump-probes\n");
     assert_true(starts_with(out, "ok\n"));
@@ -228,8 +236,9 @@ static void test_status_and_stats(void **state)
 static void test_without_dot_table(void **state)
 {
     struct fixture *f = *state;
-    probe_table_free(f->px.probes);
-    f->px.probes = NULL;
+    probe_table_free(f->probes);
+    f->probes = NULL;
+    f->px->probes = NULL;
     char *out = ask(f, "stats\n");
     assert_non_null(strstr(out, "\nprobes_started=0\n"));
     assert_non_null(strstr(out, "\nprobe_entries_bad=0\n"));
@@ -314,14 +323,14 @@ static void test_path_rules(void **state)
 {
     struct fixture *f = *state;
     /* a live socket (ours) is not taken over */
-    assert_null(control_new(&f->px, f->path, NULL));
+    assert_null(control_new(f->px, f->path, NULL));
     /* a regular file is not replaced */
     char file[160];
     snprintf(file, sizeof file, "%s/file", f->dir);
     FILE *fp = fopen(file, "w");
     assert_non_null(fp);
     fclose(fp);
-    assert_null(control_new(&f->px, file, NULL));
+    assert_null(control_new(f->px, file, NULL));
     struct stat st;
     assert_int_equal(stat(file, &st), 0);
     assert_true(S_ISREG(st.st_mode));
@@ -338,7 +347,7 @@ static void test_path_rules(void **state)
     memset(longp, 'a', sizeof longp - 1);
     longp[0] = '/';
     longp[sizeof longp - 1] = 0;
-    assert_null(control_new(&f->px, longp, NULL));
+    assert_null(control_new(f->px, longp, NULL));
 }
 
 int main(void)

@@ -9,16 +9,34 @@
 
 #include "lib/net.h"
 #include "lib/rng.h"
-#include "proxy/upstream.h"
 #include "lib/wire.h"
+#include "proxy/health.h"
+#include "proxy/route.h"
 
-static struct upstream *mk(const char *addr)
+/* Each test gets a table of its own (setup/teardown): what one test
+ * teaches about an address must not leak into the next. */
+static struct health_table *health;
+
+static int setup(void **state)
 {
-    struct net_addr a;
-    assert_int_equal(net_addr_parse(addr, 53, &a), 0);
-    struct upstream *u = upstream_new(&a);
-    assert_non_null(u);
-    return u;
+    (void)state;
+    health = health_table_new(64, 1);
+    return health ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    health_table_free(health);
+    health = NULL;
+    return 0;
+}
+
+static struct route_table *table_new(void)
+{
+    struct route_table *t = route_table_new(health);
+    assert_non_null(t);
+    return t;
 }
 
 static const struct route_zone *lookup(const struct route_table *t, const char *name)
@@ -31,15 +49,29 @@ static const struct route_zone *lookup(const struct route_table *t, const char *
 
 static void add(struct route_table *t, const char *zone, const char *addr)
 {
-    struct upstream *u = mk(addr);
-    assert_int_equal(route_table_add(t, zone, u), 0);
-    upstream_unref(u);
+    struct net_addr a;
+    assert_int_equal(net_addr_parse(addr, 53, &a), 0);
+    struct route_server *s = route_table_find(t, &a);
+    if (!s)
+        s = route_table_add_server(t, &a, SERVER_TLS_OFF, NULL, true, true);
+    assert_non_null(s);
+    assert_int_equal(route_table_add(t, zone, s), 0);
+}
+
+/* A server's health entry, pinned until the test's table goes. */
+static struct health *h_new(const char *addr)
+{
+    struct net_addr a;
+    assert_int_equal(net_addr_parse(addr, 53, &a), 0);
+    struct health *h = health_pin(health, &a);
+    assert_non_null(h);
+    return h;
 }
 
 static void test_longest_suffix(void **state)
 {
     (void)state;
-    struct route_table *t = route_table_new();
+    struct route_table *t = table_new();
     add(t, ".", "192.0.2.1");
     add(t, "example.org", "192.0.2.2");
     add(t, "Sub.Example.ORG.", "192.0.2.3");
@@ -52,23 +84,23 @@ static void test_longest_suffix(void **state)
     assert_string_equal(lookup(t, "notexample.org")->text, "org.");
     assert_string_equal(lookup(t, "example.com")->text, ".");
     assert_string_equal(lookup(t, ".")->text, ".");
-    route_table_unref(t);
+    route_table_free(t);
 }
 
 static void test_no_root(void **state)
 {
     (void)state;
-    struct route_table *t = route_table_new();
+    struct route_table *t = table_new();
     add(t, "example.org", "192.0.2.2");
     assert_null(lookup(t, "example.com"));
     assert_non_null(lookup(t, "a.example.org"));
-    route_table_unref(t);
+    route_table_free(t);
 }
 
 static void test_duplicates_and_find(void **state)
 {
     (void)state;
-    struct route_table *t = route_table_new();
+    struct route_table *t = table_new();
     add(t, ".", "192.0.2.1");
     add(t, ".", "192.0.2.1");
     add(t, ".", "192.0.2.1:5300");
@@ -80,7 +112,7 @@ static void test_duplicates_and_find(void **state)
     net_addr_parse("192.0.2.9", 53, &a);
     assert_null(route_table_find(t, &a));
     assert_int_equal(route_table_add(t, "bad..zone", t->zones[0].servers[0]), -1);
-    route_table_unref(t);
+    route_table_free(t);
 }
 
 /* Picks `n` times and counts where each pick went. */
@@ -98,37 +130,37 @@ static void pick_counts(const struct route_zone *z, uint32_t tried, double now, 
 static void test_select_fastest_with_exploration(void **state)
 {
     (void)state;
-    struct route_table *t = route_table_new();
+    struct route_table *t = table_new();
     add(t, ".", "192.0.2.1");
     add(t, ".", "192.0.2.2");
     add(t, ".", "192.0.2.3");
     struct route_zone *z = &t->zones[0];
-    upstream_rtt_sample(z->servers[0], 0.050);
-    upstream_rtt_sample(z->servers[1], 0.005);
-    upstream_rtt_sample(z->servers[2], 0.020);
+    health_rtt_sample(z->servers[0]->health, 0.050);
+    health_rtt_sample(z->servers[1]->health, 0.005);
+    health_rtt_sample(z->servers[2]->health, 0.020);
     int counts[3] = { 0 };
     pick_counts(z, 0, 100, 4000, counts);
     /* The fastest wins most; the others still get explored now and then. */
     assert_true(counts[1] > 3400);
     assert_true(counts[0] > 10 && counts[2] > 10);
-    route_table_unref(t);
+    route_table_free(t);
 }
 
 static void test_select_skips_tried_and_backed_off(void **state)
 {
     (void)state;
-    struct route_table *t = route_table_new();
+    struct route_table *t = table_new();
     add(t, ".", "192.0.2.1");
     add(t, ".", "192.0.2.2");
     struct route_zone *z = &t->zones[0];
-    upstream_rtt_sample(z->servers[0], 0.001);
-    upstream_rtt_sample(z->servers[1], 0.100);
+    health_rtt_sample(z->servers[0]->health, 0.001);
+    health_rtt_sample(z->servers[1]->health, 0.100);
     int counts[2] = { 0 };
     pick_counts(z, 1u << 0, 100, 200, counts);   /* server 0 already tried */
     assert_int_equal(counts[0], 0);
     assert_int_equal(counts[1], 200);
 
-    upstream_failed(z->servers[0], 100);          /* backed off until 101 */
+    health_failed(z->servers[0]->health, 100);          /* backed off until 101 */
     memset(counts, 0, sizeof counts);
     pick_counts(z, 0, 100.5, 500, counts);
     assert_int_equal(counts[0], 0);
@@ -140,54 +172,52 @@ static void test_select_skips_tried_and_backed_off(void **state)
     memset(counts, 0, sizeof counts);
     pick_counts(z, 3, 102, 10, counts);
     assert_int_equal(counts[0] + counts[1], 10);
-    route_table_unref(t);
+    route_table_free(t);
 }
 
 static void test_backoff_grows_and_resets(void **state)
 {
     (void)state;
-    struct upstream *u = mk("192.0.2.1");
-    upstream_failed(u, 0);
+    struct health *u = h_new("192.0.2.1");
+    health_failed(u, 0);
     double first = u->backoff_until;
-    upstream_failed(u, 0);
-    upstream_failed(u, 0);
+    health_failed(u, 0);
+    health_failed(u, 0);
     assert_true(u->backoff_until > first);
     for (int i = 0; i < 20; i++)
-        upstream_failed(u, 0);
+        health_failed(u, 0);
     assert_true(u->backoff_until <= 60.0 + 1e-9);
-    upstream_rtt_sample(u, 0.01);
+    health_rtt_sample(u, 0.01);
     assert_int_equal(u->fails, 0);
     assert_true(u->backoff_until == 0);
-    upstream_unref(u);
 }
 
 static void test_rto(void **state)
 {
     (void)state;
-    struct upstream *u = mk("192.0.2.1");
-    assert_true(upstream_rto(u, 0.8) == 0.8);     /* unmeasured: the maximum */
-    upstream_rtt_sample(u, 0.0001);
-    assert_true(upstream_rto(u, 0.8) >= 0.1);     /* floor */
+    struct health *u = h_new("192.0.2.1");
+    assert_true(health_rto(u, 0.8) == 0.8);     /* unmeasured: the maximum */
+    health_rtt_sample(u, 0.0001);
+    assert_true(health_rto(u, 0.8) >= 0.1);     /* floor */
     for (int i = 0; i < 50; i++)
-        upstream_rtt_sample(u, 0.3);
-    double r = upstream_rto(u, 0.8);
+        health_rtt_sample(u, 0.3);
+    double r = health_rto(u, 0.8);
     assert_true(r >= 0.3 && r <= 0.8);
     for (int i = 0; i < 50; i++)
-        upstream_rtt_sample(u, 2.0);
-    assert_true(upstream_rto(u, 0.8) == 0.8);     /* capped */
-    upstream_unref(u);
+        health_rtt_sample(u, 2.0);
+    assert_true(health_rto(u, 0.8) == 0.8);     /* capped */
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_longest_suffix),
-        cmocka_unit_test(test_no_root),
-        cmocka_unit_test(test_duplicates_and_find),
-        cmocka_unit_test(test_select_fastest_with_exploration),
-        cmocka_unit_test(test_select_skips_tried_and_backed_off),
-        cmocka_unit_test(test_backoff_grows_and_resets),
-        cmocka_unit_test(test_rto),
+        cmocka_unit_test_setup_teardown(test_longest_suffix, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_root, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicates_and_find, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_select_fastest_with_exploration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_select_skips_tried_and_backed_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backoff_grows_and_resets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rto, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
