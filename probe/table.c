@@ -579,8 +579,7 @@ void probe_table_dot_result(struct probe_table *t, const struct net_addr *ip, en
     case PROBE_QUERY_TIMEOUT:
     case PROBE_BAD_ANSWER:
         COUNT(t, e, dot_queries);
-        COUNT(t, e, fallbacks);
-        COUNT(t, e, failures[o]);
+        COUNT(t, e, failures[o]);  /* a re-send is counted by probe_table_count_fallbacks */
         set_reason(e, o, reason);
         if (good && ++e->dot_consecutive_failures >= t->pol.dot_fail_threshold) {
             char why[160];

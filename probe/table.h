@@ -148,7 +148,8 @@ void probe_table_set_session(struct probe_entry *e, struct tls_session *s);
  * statuses only the counters move. Unknown IPs are ignored. */
 void probe_table_dot_result(struct probe_table *t, const struct net_addr *ip, enum probe_outcome o,
                             const char *reason, double now);
-/* `n` queries were re-sent over Do53 because their DoT connection failed. */
+/* `n` queries were re-sent over Do53 because their DoT connection failed.
+ * The only place fallbacks are counted: probe_table_dot_result counts none. */
 void probe_table_count_fallbacks(struct probe_table *t, const struct net_addr *ip, unsigned n);
 
 /* Drop one entry (running probe cancelled, queued probe dequeued). Returns 0, or -1 if unknown. */
