@@ -35,7 +35,8 @@
  *   10 flags          "-", or letters: v = the certificate verified,
  *                     a = authoritative server (probed without RD)
  *   11 last_outcome   ok | connect-refused | connect-timeout | tls-failed |
- *                     query-timeout | bad-answer | closed-clean | local-error
+ *                     query-timeout | bad-answer | closed-clean | local-error |
+ *                     reset
  *   12 reason         text of the last failure; may be empty
  *   13 probes         \
  *   14 successes       | decimal counters

@@ -44,6 +44,7 @@ static const char *const outcome_names[PROBE_OUTCOME_MAX] = {
     [PROBE_BAD_ANSWER] = "bad-answer",
     [PROBE_CLOSED_CLEAN] = "closed-clean",
     [PROBE_LOCAL_ERROR] = "local-error",
+    [PROBE_RESET] = "reset",
 };
 
 const char *probe_status_str(enum probe_status s)
@@ -578,6 +579,7 @@ void probe_table_dot_result(struct probe_table *t, const struct net_addr *ip, en
         return;
     case PROBE_QUERY_TIMEOUT:
     case PROBE_BAD_ANSWER:
+    case PROBE_RESET:
         COUNT(t, e, dot_queries);
         COUNT(t, e, failures[o]);  /* a re-send is counted by probe_table_count_fallbacks */
         set_reason(e, o, reason);

@@ -34,6 +34,7 @@ enum probe_outcome {
     PROBE_BAD_ANSWER,      /* garbage, mismatched ID/question, or closed before the answer */
     PROBE_CLOSED_CLEAN,    /* data path: the server closed an idle connection */
     PROBE_LOCAL_ERROR,     /* our side failed (no fd, no memory, cancelled): not the server's fault */
+    PROBE_RESET,           /* data path: an established connection was reset or had a read error */
     PROBE_OUTCOME_MAX
 };
 
@@ -143,7 +144,7 @@ void probe_table_probe_done(struct probe_table *t, struct probe_entry *e, enum p
 void probe_table_set_session(struct probe_entry *e, struct tls_session *s);
 
 /* A DoT exchange on the data path ended. On a Good entry: OK refreshes it,
- * QUERY_TIMEOUT/BAD_ANSWER count towards dot_fail_threshold, connect and
+ * QUERY_TIMEOUT/BAD_ANSWER/RESET count towards dot_fail_threshold, connect and
  * TLS failures make it Bad at once, CLOSED_CLEAN changes nothing. On other
  * statuses only the counters move. Unknown IPs are ignored. */
 void probe_table_dot_result(struct probe_table *t, const struct net_addr *ip, enum probe_outcome o,

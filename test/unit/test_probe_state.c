@@ -429,6 +429,37 @@ static void test_session_bytes(void **state)
     probe_table_free(t);
 }
 
+/* ---- the reset outcome ------------------------------------------------------------ */
+
+static void test_reset_outcome(void **state)
+{
+    (void)state;
+    /* Read: as last_outcome and in the failures. */
+    const char *text = HDR "192.0.2.1\texample.org.\tgood\t1700000000.000\t1699999000.000\t1699999999.000"
+                           "\t1700000000.000\t1700000000.000\t7\tv\treset\treset: Connection reset by peer"
+                           "\t2\t2\treset=4,query-timeout=1\t10\t1\t-\nend 1\n";
+    struct probe_table *t;
+    assert_int_equal(load_text(text, strlen(text), T0 + 1, &t), 1);
+    struct net_addr a = addr("192.0.2.1");
+    struct probe_entry *e = probe_table_find(t, &a);
+    assert_non_null(e);
+    assert_int_equal(e->last_outcome, PROBE_RESET);
+    assert_int_equal(e->counters.failures[PROBE_RESET], 4);
+    assert_int_equal(e->counters.failures[PROBE_QUERY_TIMEOUT], 1);
+    assert_string_equal(e->reason, "reset: Connection reset by peer");
+
+    /* Written back the same way (failures in outcome order). */
+    assert_int_equal(probe_state_save(t, path, T0 + 2, err, sizeof err), 1);
+    size_t len;
+    char *saved = read_file(path, &len);
+    assert_non_null(strstr(saved, "\t7\tv\treset\treset: Connection reset by peer\t2\t2\t"
+                                  "query-timeout=1,reset=4\t10\t1\t-\n"));
+    free(saved);
+    probe_table_free(t);
+    expect_reject(HDR "192.0.2.1\t.\tgood\t0\t0\t0\t0\t0\t1\t-\treset\t\t0\t0\treset=1,reset=2\t0\t0\t-\nend 1\n",
+                  "counters");
+}
+
 /* ---- expiry ---------------------------------------------------------------------- */
 
 static void test_expiry(void **state)
@@ -844,6 +875,7 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_session_bytes),
         cmocka_unit_test(test_expiry),
+        cmocka_unit_test(test_reset_outcome),
         cmocka_unit_test(test_every_prefix),
         cmocka_unit_test(test_byte_corruption),
         cmocka_unit_test(test_garbage),

@@ -317,6 +317,38 @@ static void test_dot_results_on_good(void **state)
     probe_table_free(t);
 }
 
+static void test_dot_reset_counts_like_bad_answer(void **state)
+{
+    struct fake_sched f;
+    struct probe_table *t = mk(&f, NULL);
+    struct net_addr a = addr("192.0.2.1");
+    struct probe_entry *e = make_good(&f, "192.0.2.1", T0);
+    assert_string_equal(probe_outcome_str(PROBE_RESET), "reset");
+
+    /* A reset is a failure of the run, not of the server at once. */
+    probe_table_dot_result(t, &a, PROBE_RESET, "Connection reset by peer", T0 + 10);
+    assert_int_equal(e->status, PROBE_GOOD);
+    assert_int_equal(e->dot_consecutive_failures, 1);
+    assert_int_equal(e->last_outcome, PROBE_RESET);
+    assert_string_equal(e->reason, "reset: Connection reset by peer");
+    probe_table_dot_result(t, &a, PROBE_OK, NULL, T0 + 11);
+    assert_int_equal(e->dot_consecutive_failures, 0);
+
+    /* Mixed with the other query failures, the threshold (3) makes it Bad. */
+    probe_table_dot_result(t, &a, PROBE_RESET, NULL, T0 + 20);
+    probe_table_dot_result(t, &a, PROBE_BAD_ANSWER, "garbage", T0 + 21);
+    assert_int_equal(e->status, PROBE_GOOD);
+    probe_table_dot_result(t, &a, PROBE_RESET, "read error", T0 + 22);
+    assert_int_equal(e->status, PROBE_BAD);
+    assert_true(e->completed == T0 + 22);
+    assert_string_equal(e->reason, "reset: read error");
+    assert_int_equal(e->counters.failures[PROBE_RESET], 3);
+    assert_int_equal(probe_table_totals(t)->failures[PROBE_RESET], 3);
+    assert_int_equal(e->counters.dot_queries, 5);
+    assert_int_equal(e->counters.fallbacks, 0);
+    probe_table_free(t);
+}
+
 static void test_dot_connect_failures_make_bad(void **state)
 {
     static const enum probe_outcome kinds[] = { PROBE_CONNECT_REFUSED, PROBE_CONNECT_TIMEOUT, PROBE_TLS_FAILED };
@@ -675,6 +707,7 @@ int main(void)
         cmocka_unit_test(test_local_error_back_to_unknown),
         cmocka_unit_test(test_stale_report_ignored),
         cmocka_unit_test(test_dot_results_on_good),
+        cmocka_unit_test(test_dot_reset_counts_like_bad_answer),
         cmocka_unit_test(test_dot_connect_failures_make_bad),
         cmocka_unit_test(test_dot_results_while_reprobing),
         cmocka_unit_test(test_request),
