@@ -32,10 +32,12 @@ static void adopt_cb(void *arg, const struct probe_entry *e, int fd, struct tls_
 {
     struct proxy *px = arg;
     const struct route_table *t = px->routes;
+    struct net_addr ip;
+    probe_entry_addr(e, &ip);
     for (size_t i = 0; t && i < t->n_zones; i++) {
         for (size_t j = 0; j < t->zones[i].n_servers; j++) {
             struct upstream *u = t->zones[i].servers[j];
-            if (u->tls_policy != UPSTREAM_TLS_OPPORTUNISTIC || !net_ip_equal(&u->addr, &e->ip))
+            if (u->tls_policy != UPSTREAM_TLS_OPPORTUNISTIC || !net_ip_equal(&u->addr, &ip))
                 continue;
             if (!u->dot[0] && !(u->dot[0] = stream_new(px, u, STREAM_DOT)))
                 continue;
