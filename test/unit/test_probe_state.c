@@ -479,6 +479,56 @@ static void test_reset_outcome(void **state)
                   "counters");
 }
 
+/* ---- long reasons ---------------------------------------------------------------- */
+
+static void test_long_reason(void **state)
+{
+    (void)state;
+    /* A reason past the old 111 bytes, with bytes to escape, saved and read back whole. */
+    struct fake_sched f, g;
+    struct probe_table *t = mk(&f, NULL);
+    struct net_addr a = addr("192.0.2.1");
+    probe_table_visit(t, &a, "example.org.", T0);
+    struct probe_entry *e = probe_table_visit(t, &a, "example.org.", T0);
+    char why[401];
+    for (int i = 0; i < 400; i++)
+        why[i] = i % 50 == 49 ? '\t' : (char)('A' + i % 26);
+    why[400] = 0;
+    probe_table_probe_done(t, e, PROBE_BAD_ANSWER, why, false, T0 + 1);
+    assert_int_equal(strlen(probe_entry_reason(t, e)), strlen("bad-answer: ") + 400);
+    assert_int_equal(probe_state_save(t, path, T0 + 2, err, sizeof err), 1);
+    struct probe_table *u = mk(&g, NULL);
+    assert_int_equal(probe_state_load(u, path, T0 + 2, err, sizeof err), 1);
+    assert_string_equal(probe_entry_reason(u, probe_table_find(u, &a)), probe_entry_reason(t, e));
+    /* Both tables hold two strings: the zone and the reason. */
+    assert_int_equal(probe_table_strings(u, NULL), 2);
+    probe_table_free(u);
+    probe_table_free(t);
+
+    /* In a file: PROBE_REASON_MAX bytes load, one more is a bad file. */
+    char *text = malloc(4 * PROBE_REASON_MAX + 512);
+    char *r = malloc(PROBE_REASON_MAX + 2);
+    assert_non_null(text);
+    assert_non_null(r);
+    for (int extra = 0; extra <= 1; extra++) {
+        memset(r, 'r', PROBE_REASON_MAX + extra);
+        r[PROBE_REASON_MAX + extra] = 0;
+        snprintf(text, 4 * PROBE_REASON_MAX + 512,
+                 HDR "192.0.2.1\t.\tbad\t0\t0\t0\t%.3f\t0\t1\t-\ttls-failed\t%s\t1\t0\ttls-failed=1\t0\t0\t-\nend 1\n",
+                 T0, r);
+        if (extra) {
+            expect_reject(text, "reason");
+        } else {
+            struct probe_table *x;
+            assert_int_equal(load_text(text, strlen(text), T0 + 1, &x), 1);
+            assert_string_equal(probe_entry_reason(x, probe_table_find(x, &a)), r);
+            probe_table_free(x);
+        }
+    }
+    free(r);
+    free(text);
+}
+
 /* ---- expiry ---------------------------------------------------------------------- */
 
 static void test_expiry(void **state)
@@ -895,6 +945,7 @@ int main(void)
         cmocka_unit_test(test_session_bytes),
         cmocka_unit_test(test_expiry),
         cmocka_unit_test(test_reset_outcome),
+        cmocka_unit_test(test_long_reason),
         cmocka_unit_test(test_every_prefix),
         cmocka_unit_test(test_byte_corruption),
         cmocka_unit_test(test_garbage),

@@ -695,6 +695,216 @@ static void test_forget(void **state)
     probe_table_free(t);
 }
 
+/* ---- the compact entry: string pool, ring, slabs, times ------------------- */
+
+static void test_reason_longer_than_old_field(void **state)
+{
+    struct fake_sched f;
+    struct probe_table *t = mk(&f, NULL);
+    struct net_addr a = addr("192.0.2.1");
+    struct probe_entry *e = probe_started(&f, "192.0.2.1", T0);
+    /* 300 bytes: the entry used to keep 111. */
+    char longer[301];
+    for (int i = 0; i < 300; i++)
+        longer[i] = (char)('a' + i % 26);
+    longer[300] = 0;
+    probe_table_probe_done(t, e, PROBE_TLS_FAILED, longer, false, T0 + 1);
+    const char *r = reason_of(e);
+    assert_int_equal(strlen(r), strlen("tls-failed: ") + 300);
+    assert_memory_equal(r, "tls-failed: ", 12);
+    assert_string_equal(r + 12, longer);
+    /* The dump carries it whole. */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    assert_int_equal(probe_table_dump(t, out), 0);
+    fclose(out);
+    assert_non_null(strstr(buf, longer));
+    free(buf);
+
+    /* Past PROBE_REASON_MAX it is cut there. */
+    char huge[2000];
+    memset(huge, 'x', sizeof huge - 1);
+    huge[sizeof huge - 1] = 0;
+    probe_table_dot_result(t, &a, PROBE_CONNECT_TIMEOUT, huge, T0 + 2);
+    assert_int_equal(strlen(reason_of(e)), PROBE_REASON_MAX);
+    assert_memory_equal(reason_of(e), "connect-timeout: xxx", 20);
+    probe_table_free(t);
+}
+
+static void test_strings_shared_and_released(void **state)
+{
+    struct probe_policy pol;
+    probe_policy_defaults(&pol);
+    pol.max_entries = 300;
+    struct fake_sched f;
+    struct probe_table *t = mk(&f, &pol);
+    size_t bytes;
+    assert_int_equal(probe_table_strings(t, &bytes), 0);
+    assert_int_equal(bytes, 0);
+
+    /* 300 entries, three zones, two reasons: five strings. */
+    static const char *const zones[] = { "example.org.", "corp.example.", "." };
+    char buf[64];
+    for (int i = 0; i < 300; i++) {
+        snprintf(buf, sizeof buf, "198.51.100.%d", i % 250);
+        if (i >= 250)
+            snprintf(buf, sizeof buf, "2001:db8::%x", i);
+        struct net_addr a = addr(buf);
+        assert_non_null(probe_table_visit(t, &a, zones[i % 3], T0));
+        if (i % 2)
+            probe_table_dot_result(t, &a, PROBE_QUERY_TIMEOUT, i % 4 == 1 ? "slow" : "slower", T0);
+    }
+    assert_int_equal(probe_table_size(t), 300);
+    assert_int_equal(probe_table_strings(t, &bytes), 5);
+    assert_int_equal(bytes, strlen("example.org.") + strlen("corp.example.") + strlen(".") +
+                                strlen("query-timeout: slow") + strlen("query-timeout: slower"));
+    struct net_addr a0 = addr("198.51.100.0");
+    assert_string_equal(zone_of(probe_table_find(t, &a0)), "example.org.");
+
+    /* A new reason replaces the old one; the old string goes with its last user. */
+    struct net_addr a1 = addr("198.51.100.1");
+    probe_table_dot_result(t, &a1, PROBE_BAD_ANSWER, "garbage", T0 + 1);
+    assert_string_equal(reason_of(probe_table_find(t, &a1)), "bad-answer: garbage");
+    assert_int_equal(probe_table_strings(t, NULL), 6);
+
+    /* Eviction gives the evicted entry's strings back: a new zone for 300
+     * new IPs evicts every old entry, so only the new zone is left. */
+    for (int i = 0; i < 300; i++) {
+        snprintf(buf, sizeof buf, "203.0.113.%d", i % 250);
+        if (i >= 250)
+            snprintf(buf, sizeof buf, "2001:db8:1::%x", i);
+        struct net_addr a = addr(buf);
+        assert_non_null(probe_table_visit(t, &a, "new.example.", T0 + 2));
+    }
+    assert_int_equal(probe_table_size(t), 300);
+    assert_null(probe_table_find(t, &a0));
+    assert_int_equal(probe_table_strings(t, &bytes), 1);
+    assert_int_equal(bytes, strlen("new.example."));
+
+    /* Forget one: its zone stays for the others; forget all: nothing left. */
+    struct net_addr n0 = addr("203.0.113.0");
+    assert_int_equal(probe_table_forget(t, &n0), 0);
+    assert_int_equal(probe_table_strings(t, NULL), 1);
+    probe_table_forget_all(t);
+    assert_int_equal(probe_table_size(t), 0);
+    assert_int_equal(probe_table_strings(t, &bytes), 0);
+    assert_int_equal(bytes, 0);
+    assert_null(probe_table_first(t));
+    /* The table works as new afterwards. */
+    assert_non_null(probe_table_visit(t, &n0, "again.", T0 + 3));
+    assert_string_equal(zone_of(probe_table_find(t, &n0)), "again.");
+    assert_int_equal(probe_table_strings(t, NULL), 1);
+    probe_table_free(t);
+}
+
+static void test_queue_ring_order(void **state)
+{
+    /* One probe at a time, 32 waiting: the ring grows past its first size
+     * (16), fills, wraps, and keeps FIFO order when an entry in the middle
+     * is forgotten. */
+    enum { Q = 32, MORE = 40 };
+    struct probe_policy pol;
+    probe_policy_defaults(&pol);
+    pol.probe_after_visits = 1;
+    pol.max_busy_probes = 1;
+    pol.max_queued_probes = Q;
+    struct fake_sched f;
+    struct probe_table *t = mk(&f, &pol);
+    char buf[64];
+    struct net_addr ip[Q + 1 + MORE];
+    struct probe_entry *e[Q + 1 + MORE];
+    unsigned n = 0;
+    for (; n < Q + 1; n++) {
+        snprintf(buf, sizeof buf, "192.0.2.%u", n + 1);
+        ip[n] = addr(buf);
+        e[n] = probe_table_visit(t, &ip[n], NULL, T0);
+    }
+    assert_int_equal(probe_table_running(t), 1);
+    assert_int_equal(probe_table_queued(t), Q);
+    /* Full: the next one stays Unknown. */
+    struct net_addr extra = addr("192.0.2.250");
+    assert_int_equal(probe_table_visit(t, &extra, NULL, T0)->status, PROBE_UNKNOWN);
+    assert_int_equal(probe_table_queued(t), Q);
+    /* Forget the 10th in line. */
+    assert_int_equal(probe_table_forget(t, &ip[10]), 0);
+    assert_int_equal(probe_table_queued(t), Q - 1);
+    /* Finish a probe, queue one more, MORE times: they start in order. */
+    unsigned expect = 1;
+    for (int k = 0; k < MORE; k++) {
+        probe_table_probe_done(t, f.started[f.nstarted - 1], PROBE_OK, NULL, false, T0 + 1 + k);
+        if (expect == 10)
+            expect++;
+        assert_ptr_equal(f.started[f.nstarted - 1], e[expect]);
+        expect++;
+        snprintf(buf, sizeof buf, "198.51.100.%u", n);
+        ip[n] = addr(buf);
+        e[n] = probe_table_visit(t, &ip[n], NULL, T0 + 1 + k);
+        assert_int_equal(e[n]->status, PROBE_BUSY);
+        n++;
+        assert_int_equal(probe_table_queued(t), Q - 1);
+    }
+    probe_table_free(t);
+}
+
+static void test_times_whole_seconds(void **state)
+{
+    struct fake_sched f;
+    struct probe_table *t = mk(&f, NULL);
+    struct net_addr a = addr("192.0.2.1");
+    probe_table_visit(t, &a, NULL, T0 + 0.9);
+    struct probe_entry *e = probe_table_visit(t, &a, NULL, T0 + 1.2);
+    assert_true(tm(e, PROBE_T_FIRST_SEEN) == T0);
+    assert_true(tm(e, PROBE_T_INITIATED) == T0 + 1);
+    assert_true(tm(e, PROBE_T_COMPLETED) == 0);      /* never */
+    assert_true(tm(e, PROBE_T_LAST_RESPONSE) == 0);
+    assert_true(tm(e, PROBE_T_MAX) == 0);            /* not a time */
+    probe_table_probe_done(t, e, PROBE_OK, NULL, false, T0 + 1.99);
+    assert_true(tm(e, PROBE_T_LAST_RESPONSE) == T0 + 1);
+    assert_true(probe_entry_expiry(t, e) == T0 + 1 + 3 * DAY);
+    /* Rounded down, so Good ends at most one second early, never late. */
+    assert_true(probe_table_use_dot(t, e, T0 + 3 * DAY + 0.99));
+    assert_false(probe_table_use_dot(t, e, T0 + 3 * DAY + 1));
+    /* Far from the epoch (decades) still exact to the second. */
+    probe_table_dot_result(t, &a, PROBE_OK, NULL, T0 + 40 * 365 * DAY + 0.5);
+    assert_true(tm(e, PROBE_T_LAST_RESPONSE) == T0 + 40 * 365 * DAY);
+    probe_table_free(t);
+}
+
+static void test_scope_and_counters(void **state)
+{
+    struct fake_sched f;
+    struct probe_table *t = mk(&f, NULL);
+    /* A link-local server keeps its interface. */
+    struct net_addr ll = addr("fe80::53");
+    ll.u.in6.sin6_scope_id = 7;
+    struct probe_entry *e = probe_table_visit(t, &ll, NULL, T0);
+    const struct net_addr *back = ip_of(e);
+    assert_int_equal(back->u.sa.sa_family, AF_INET6);
+    assert_int_equal(back->u.in6.sin6_scope_id, 7);
+    assert_int_equal(net_addr_port(back), 853);
+    assert_int_equal(back->len, sizeof back->u.in6);
+    /* An IPv4 entry reads back as AF_INET, whichever form visited it. */
+    struct net_addr mapped = addr("::ffff:192.0.2.7"), v4 = addr("192.0.2.7");
+    e = probe_table_visit(t, &mapped, NULL, T0);
+    assert_ptr_equal(probe_table_find(t, &v4), e);
+    assert_int_equal(ip_of(e)->u.sa.sa_family, AF_INET);
+    assert_int_equal(ip_of(e)->len, sizeof ip_of(e)->u.in4);
+    /* Restored counters over 32 bits saturate; the entry keeps counting from there. */
+    struct probe_saved s = { .ip = addr("192.0.2.8"), .status = PROBE_BAD, .completed = T0, .visits = 1,
+                             .last_outcome = PROBE_TLS_FAILED, .reason = "tls-failed: x" };
+    s.counters.probes = 5000000000ull;
+    s.counters.failures[PROBE_TLS_FAILED] = 12;
+    assert_int_equal(probe_table_restore(t, &s, T0), 0);
+    struct net_addr a8 = addr("192.0.2.8");
+    e = probe_table_find(t, &a8);
+    assert_int_equal(cnt(e).probes, UINT32_MAX);
+    assert_int_equal(cnt(e).failures[PROBE_TLS_FAILED], 12);
+    assert_int_equal(cnt(e).failures[PROBE_OK], 0);
+    assert_string_equal(reason_of(e), "tls-failed: x");
+    probe_table_free(t);
+}
+
 static void test_dump(void **state)
 {
     struct fake_sched f;
@@ -743,6 +953,11 @@ int main(void)
         cmocka_unit_test(test_v4_v6_apart),
         cmocka_unit_test(test_many_entries_hash),
         cmocka_unit_test(test_forget),
+        cmocka_unit_test(test_reason_longer_than_old_field),
+        cmocka_unit_test(test_strings_shared_and_released),
+        cmocka_unit_test(test_queue_ring_order),
+        cmocka_unit_test(test_times_whole_seconds),
+        cmocka_unit_test(test_scope_and_counters),
         cmocka_unit_test(test_dump),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
