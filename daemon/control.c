@@ -286,49 +286,53 @@ static void json_time(FILE *out, const char *key, double ts)
 static void json_entry(FILE *out, const struct probe_table *t, const struct probe_entry *e)
 {
     char ip[NET_ADDRSTRLEN], domain[WIRE_MAX_NAME * 4 + 2];
-    size_t zl = strlen(e->zone);
-    snprintf(domain, sizeof domain, "%s%s", e->zone, zl > 0 && e->zone[zl - 1] == '.' ? "" : ".");
+    const char *zone = probe_entry_zone(t, e), *reason = probe_entry_reason(t, e);
+    size_t zl = strlen(zone);
+    snprintf(domain, sizeof domain, "%s%s", zone, zl > 0 && zone[zl - 1] == '.' ? "" : ".");
+    struct net_addr a;
+    probe_entry_addr(e, &a);
+    struct probe_counters c;
+    probe_entry_counters(e, &c);
     fputs("{\"ip\":", out);
-    json_str(out, net_ip_str(&e->ip, ip, sizeof ip));
+    json_str(out, net_ip_str(&a, ip, sizeof ip));
     fputs(",\"domain\":", out);
     json_str(out, domain);
-    fprintf(out, ",\"count\":%u,\"status\":\"%s\"", e->visits, probe_status_str(e->status));
+    fprintf(out, ",\"count\":%u,\"status\":\"%s\"", (unsigned)e->visits, probe_status_str(e->status));
     json_time(out, "expiry", probe_entry_expiry(t, e));
-    json_time(out, "since", e->status_since);
-    json_time(out, "first_seen", e->first_seen);
-    json_time(out, "initiated", e->initiated);
-    json_time(out, "completed", e->completed);
-    json_time(out, "last_response", e->last_response);
-    json_time(out, "last_activity", e->last_activity);
+    json_time(out, "since", probe_entry_time(t, e, PROBE_T_STATUS_SINCE));
+    json_time(out, "first_seen", probe_entry_time(t, e, PROBE_T_FIRST_SEEN));
+    json_time(out, "initiated", probe_entry_time(t, e, PROBE_T_INITIATED));
+    json_time(out, "completed", probe_entry_time(t, e, PROBE_T_COMPLETED));
+    json_time(out, "last_response", probe_entry_time(t, e, PROBE_T_LAST_RESPONSE));
+    json_time(out, "last_activity", probe_entry_time(t, e, PROBE_T_LAST_ACTIVITY));
     /* last_outcome starts as OK: it means something only once a probe ended
      * or DoT carried traffic. */
     fputs(",\"last_outcome\":", out);
-    if (e->completed > 0 || e->last_activity > 0)
+    if (probe_entry_time(t, e, PROBE_T_COMPLETED) > 0 || probe_entry_time(t, e, PROBE_T_LAST_ACTIVITY) > 0)
         json_str(out, probe_outcome_str(e->last_outcome));
     else
         fputs("null", out);
     fputs(",\"reason\":", out);
-    if (e->reason[0])
-        json_str(out, e->reason);
+    if (reason[0])
+        json_str(out, reason);
     else
         fputs("null", out);
     uint64_t total = 0;
     for (int o = 0; o < PROBE_OUTCOME_MAX; o++)
         if (o != PROBE_OK && o != PROBE_CLOSED_CLEAN)
-            total += e->counters.failures[o];
+            total += c.failures[o];
     fprintf(out, ",\"verified\":%s,\"visits\":%u,\"dot_consecutive_failures\":%u,\"session\":%s",
-            e->verified ? "true" : "false", e->visits, e->dot_consecutive_failures,
+            e->verified ? "true" : "false", (unsigned)e->visits, (unsigned)e->dot_consecutive_failures,
             e->session ? "true" : "false");
     fprintf(out, ",\"probes\":%" PRIu64 ",\"successes\":%" PRIu64 ",\"dot_queries\":%" PRIu64
                  ",\"fallbacks\":%" PRIu64 ",\"failures_total\":%" PRIu64 ",\"failures\":{",
-            e->counters.probes, e->counters.successes, e->counters.dot_queries, e->counters.fallbacks,
-            total);
+            c.probes, c.successes, c.dot_queries, c.fallbacks, total);
     bool first = true;
     for (int o = 0; o < PROBE_OUTCOME_MAX; o++) {
         if (o == PROBE_OK)
             continue;
         fprintf(out, "%s\"%s\":%" PRIu64, first ? "" : ",", probe_outcome_str((enum probe_outcome)o),
-                e->counters.failures[o]);
+                c.failures[o]);
         first = false;
     }
     fputs("}}", out);
@@ -437,14 +441,13 @@ static int cmd_status(struct control *c, struct control_client *cl, int argc, ch
             double exp = probe_entry_expiry(t, e);
             if (exp > 0)
                 fprintf(out, " dot_expiry=%s", log_iso_time(exp, tbuf, sizeof tbuf));
-            if (e->status == PROBE_BAD && e->reason[0]) {
+            const char *why = probe_entry_reason(t, e);
+            if (e->status == PROBE_BAD && why[0]) {
                 /* the reason is free text: keep the line one line */
-                char reason[sizeof e->reason];
-                size_t k = 0;
-                for (; e->reason[k] && k < sizeof reason - 1; k++)
-                    reason[k] = (e->reason[k] == '\n' || e->reason[k] == '\r') ? ' ' : e->reason[k];
-                reason[k] = 0;
-                fprintf(out, " dot_reason=\"%s\"", reason);
+                fputs(" dot_reason=\"", out);
+                for (; *why; why++)
+                    fputc(*why == '\n' || *why == '\r' ? ' ' : *why, out);
+                fputc('"', out);
             }
             fputc('\n', out);
         }
@@ -468,7 +471,7 @@ static int cmd_dump_probes(struct control *c, struct control_client *cl, int arg
     if (json) {
         fputs("[", out);
         bool first = true;
-        for (const struct probe_entry *e = t ? probe_table_first(t) : NULL; e; e = probe_table_next(e)) {
+        for (const struct probe_entry *e = t ? probe_table_first(t) : NULL; e; e = probe_table_next(t, e)) {
             fputs(first ? "\n" : ",\n", out);
             json_entry(out, t, e);
             first = false;
@@ -505,7 +508,7 @@ static int cmd_probe(struct control *c, struct control_client *cl, int argc, cha
     const char *zone = upstream_zone(c->px->view ? c->px->view->routes : NULL, &ip);
     const struct probe_entry *e = t ? probe_table_find(t, &ip) : NULL;
     if (!zone && e)
-        zone = e->zone; /* seen on the data path (transparent mode) */
+        zone = probe_entry_zone(t, e); /* seen on the data path (transparent mode) */
     if (!zone) {
         snprintf(err, errsz, "unknown upstream IP %s", ipbuf);
         return -1;

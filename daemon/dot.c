@@ -34,7 +34,9 @@ static void adopt_cb(void *arg, const struct probe_entry *e, int fd, struct tls_
 {
     struct dot *d = arg;
     if (d->adopt) {
-        d->adopt(d->adopt_arg, &e->ip, d->opportunistic, fd, conn);
+        struct net_addr ip;
+        probe_entry_addr(e, &ip);
+        d->adopt(d->adopt_arg, &ip, d->opportunistic, fd, conn);
         return;
     }
     tls_conn_free(conn);

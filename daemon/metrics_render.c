@@ -44,7 +44,7 @@ static const struct counter_family families[] = {
       "Queries re-sent over plain DNS after their DoT try failed, by reason.",
       { { "connect", STAT_OFF(fallback_connect) }, { "tls", STAT_OFF(fallback_tls) },
         { "timeout", STAT_OFF(fallback_timeout) }, { "closed", STAT_OFF(fallback_closed) },
-        { "bad_answer", STAT_OFF(fallback_bad_answer) } } },
+        { "bad_answer", STAT_OFF(fallback_bad_answer) }, { "reset", STAT_OFF(fallback_reset) } } },
     { "dotward_acl_denied_total", "action",
       "Client queries from sources outside 'allow', by what they got.",
       { { "refused", STAT_OFF(refused_acl) }, { "dropped", STAT_OFF(dropped_acl) } } },

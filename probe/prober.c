@@ -151,7 +151,9 @@ static void run_finish(struct probe_run *r, enum probe_outcome o, const char *re
         probe_table_set_session(e, NULL);  /* do not offer a ticket that may be the problem */
     }
     char ip[NET_ADDRSTRLEN];
-    log_debug("dot-probe: %s: %s%s%s after %.3f s (%s, %s, resumed=%d)", net_ip_str(&e->ip, ip, sizeof ip),
+    struct net_addr ea;
+    probe_entry_addr(e, &ea);
+    log_debug("dot-probe: %s: %s%s%s after %.3f s (%s, %s, resumed=%d)", net_ip_str(&ea, ip, sizeof ip),
               probe_outcome_str(o), *res.reason ? ": " : "", res.reason, res.elapsed,
               res.tls_version ? res.tls_version : "no TLS", res.tls_cipher ? res.tls_cipher : "-",
               res.resumed);
@@ -361,12 +363,13 @@ static void prober_start_cb(void *arg, struct probe_entry *e)
     r->timer.data = r;
 
     r->id = rng_u16(p->rng);
-    r->qlen = build_query(r->query, r->id, p->opts.rd && !e->authoritative, e->zone);
+    r->qlen = build_query(r->query, r->id, p->opts.rd && !e->authoritative, probe_entry_zone(p->tab, e));
     if (r->qlen == 0) {
         run_finish(r, PROBE_LOCAL_ERROR, "zone is not a valid name");
         return;
     }
-    struct net_addr a = e->ip;
+    struct net_addr a;
+    probe_entry_addr(e, &a);
     net_addr_set_port(&a, p->opts.port);
     r->fd = net_tcp_connect(&a);
     if (r->fd < 0) {

@@ -192,20 +192,25 @@ static double time_out(double t) { return isfinite(t) && t > 0 && t <= STATE_TIM
 
 /* One entry line (with "\n") into buf; `with_session` false leaves the
  * session out. Returns its length, or 0 if it does not fit. */
-static size_t format_entry(const struct probe_entry *e, bool with_session, char *buf, size_t sz)
+static size_t format_entry(const struct probe_table *t, const struct probe_entry *e, bool with_session,
+                           char *buf, size_t sz)
 {
-    char ip[NET_ADDRSTRLEN], zone[4 * 1024 + 1], reason[4 * sizeof e->reason + 1], fails[512];
-    size_t zl = strlen(e->zone), fl = 0;
-    if (zl > 1024)
+    char ip[NET_ADDRSTRLEN], zone[4 * 1024 + 1], reason[4 * PROBE_REASON_MAX + 1], fails[512];
+    const char *z = probe_entry_zone(t, e), *r = probe_entry_reason(t, e);
+    size_t zl = strlen(z), fl = 0;
+    if (zl > 1024 || strlen(r) > PROBE_REASON_MAX)
         return 0;  /* not a DNS name: cannot come from the data path */
-    net_ip_str(&e->ip, ip, sizeof ip);
-    esc_encode(e->zone, zone);
-    esc_encode(e->reason, reason);
+    struct net_addr a;
+    probe_entry_addr(e, &a);
+    net_ip_str(&a, ip, sizeof ip);
+    esc_encode(z, zone);
+    esc_encode(r, reason);
+    struct probe_counters c;
+    probe_entry_counters(e, &c);
     for (int o = 0; o < PROBE_OUTCOME_MAX; o++)
-        if (e->counters.failures[o])
+        if (c.failures[o])
             fl += (size_t)snprintf(fails + fl, sizeof fails - fl, "%s%s=%llu", fl ? "," : "",
-                                   probe_outcome_str((enum probe_outcome)o),
-                                   (unsigned long long)e->counters.failures[o]);
+                                   probe_outcome_str((enum probe_outcome)o), (unsigned long long)c.failures[o]);
     if (fl == 0)
         snprintf(fails, sizeof fails, "-");
     char flags[3] = "", *fp = flags;
@@ -216,11 +221,14 @@ static size_t format_entry(const struct probe_entry *e, bool with_session, char 
     *fp = 0;
     const char *status = probe_status_str(e->status == PROBE_BUSY ? PROBE_UNKNOWN : e->status);
     int n = snprintf(buf, sz, "%s\t%s\t%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%u\t%s\t%s\t%s\t%llu\t%llu\t%s\t%llu\t%llu\t",
-                     ip, zone, status, time_out(e->status_since), time_out(e->first_seen),
-                     time_out(e->initiated), time_out(e->completed), time_out(e->last_response), e->visits,
+                     ip, zone, status, time_out(probe_entry_time(t, e, PROBE_T_STATUS_SINCE)),
+                     time_out(probe_entry_time(t, e, PROBE_T_FIRST_SEEN)),
+                     time_out(probe_entry_time(t, e, PROBE_T_INITIATED)),
+                     time_out(probe_entry_time(t, e, PROBE_T_COMPLETED)),
+                     time_out(probe_entry_time(t, e, PROBE_T_LAST_RESPONSE)), (unsigned)e->visits,
                      flags[0] ? flags : "-", probe_outcome_str(e->last_outcome), reason,
-                     (unsigned long long)e->counters.probes, (unsigned long long)e->counters.successes, fails,
-                     (unsigned long long)e->counters.dot_queries, (unsigned long long)e->counters.fallbacks);
+                     (unsigned long long)c.probes, (unsigned long long)c.successes, fails,
+                     (unsigned long long)c.dot_queries, (unsigned long long)c.fallbacks);
     if (n < 0 || (size_t)n >= sz)
         return 0;
     size_t len = (size_t)n;
@@ -302,10 +310,10 @@ int probe_state_save(const struct probe_table *t, const char *path, double now, 
                                    PROBE_STATE_MAGIC, PROBE_STATE_VERSION, log_iso_time(now, when, sizeof when),
                                    DOTWARD_VERSION);
     const size_t end_room = 32;  /* "end COUNT\n" */
-    for (const struct probe_entry *e = probe_table_first(t); e; e = probe_table_next(e)) {
-        size_t n = format_entry(e, true, line, PROBE_STATE_LINE_MAX + 1);
+    for (const struct probe_entry *e = probe_table_first(t); e; e = probe_table_next(t, e)) {
+        size_t n = format_entry(t, e, true, line, PROBE_STATE_LINE_MAX + 1);
         if (n == 0 || total + n + end_room > PROBE_STATE_FILE_MAX)
-            n = format_entry(e, false, line, PROBE_STATE_LINE_MAX + 1);
+            n = format_entry(t, e, false, line, PROBE_STATE_LINE_MAX + 1);
         if (n == 0)
             continue;
         if (total + n + end_room > PROBE_STATE_FILE_MAX)
@@ -358,7 +366,7 @@ fail:
 struct staged {
     struct probe_saved s;
     char *zone;
-    char reason[sizeof ((struct probe_entry *)0)->reason];
+    char *reason;           /* NULL = none */
 };
 
 struct loader {
@@ -412,6 +420,7 @@ static long read_line(struct loader *ld, char *err, size_t errsz)
 static void staged_free(struct staged *st)
 {
     free(st->zone);
+    free(st->reason);
     tls_session_free(st->s.session);
 }
 
@@ -515,9 +524,8 @@ static int parse_entry(char *line, struct staged *st, const char **what)
     if (parse_outcome(f[10], strlen(f[10]), &s->last_outcome) < 0)
         return -1;
     *what = "reason";
-    if (esc_decode(f[11]) < 0 || strlen(f[11]) >= sizeof st->reason)
+    if (esc_decode(f[11]) < 0 || strlen(f[11]) > PROBE_REASON_MAX)
         return -1;
-    memcpy(st->reason, f[11], strlen(f[11]) + 1);
     *what = "counters";
     if (parse_u64(f[12], &s->counters.probes) < 0 || parse_u64(f[13], &s->counters.successes) < 0 ||
         parse_failures(f[14], s->counters.failures) < 0 || parse_u64(f[15], &s->counters.dot_queries) < 0 ||
@@ -539,7 +547,11 @@ static int parse_entry(char *line, struct staged *st, const char **what)
     }
     *what = "zone";
     st->zone = strdup(f[1]);
-    if (!st->zone) {
+    st->reason = f[11][0] ? strdup(f[11]) : NULL;
+    if (!st->zone || (f[11][0] && !st->reason)) {
+        free(st->zone);
+        free(st->reason);
+        st->zone = st->reason = NULL;
         tls_session_free(s->session);
         s->session = NULL;
         return -1;

@@ -29,16 +29,20 @@
  *    4 status_since   \
  *    5 first_seen      | times: UTC seconds since the epoch (the table's clock
  *    6 initiated       | is ev_now(), which libev takes from the wall clock),
- *    7 completed       | with up to 9 decimals ("1714564800.250"); 0 = never
+ *    7 completed       | with up to 9 decimals ("1714564800.250"); 0 = never;
+ *                       the table keeps whole seconds, so dotward writes ".000"
  *    8 last_response  /
  *    9 visits         decimal
  *   10 flags          "-", or letters: v = the certificate verified,
  *                     a = authoritative server (probed without RD)
  *   11 last_outcome   ok | connect-refused | connect-timeout | tls-failed |
- *                     query-timeout | bad-answer | closed-clean | local-error
- *   12 reason         text of the last failure; may be empty
+ *                     query-timeout | bad-answer | closed-clean | local-error |
+ *                     reset
+ *   12 reason         text of the last failure; may be empty; at most
+ *                     PROBE_REASON_MAX (512) bytes once unescaped
  *   13 probes         \
- *   14 successes       | decimal counters
+ *   14 successes       | decimal counters (read up to 2^64-1; an entry keeps
+ *                      | 32 bits, larger values are kept as 4294967295)
  *   15 failures       "-", or OUTCOME=COUNT pairs joined by ',' (nonzero only)
  *   16 dot_queries     | decimal counters
  *   17 fallbacks      /

@@ -362,6 +362,7 @@ static void count_fallback(struct stats *st, enum probe_outcome why)
     case PROBE_TLS_FAILED: st->fallback_tls++; break;
     case PROBE_QUERY_TIMEOUT: st->fallback_timeout++; break;
     case PROBE_BAD_ANSWER: st->fallback_bad_answer++; break;
+    case PROBE_RESET: st->fallback_reset++; break;
     default: st->fallback_closed++; break;
     }
 }

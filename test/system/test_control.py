@@ -29,7 +29,7 @@ JSON_KEYS = {
     "failures_total", "failures",
 }
 OUTCOMES = ["connect-refused", "connect-timeout", "tls-failed", "query-timeout", "bad-answer",
-            "closed-clean", "local-error"]
+            "closed-clean", "local-error", "reset"]
 COMMANDS = ["stats", "status", "dump-probes", "probe", "forget", "reload", "log-level", "help"]
 
 

@@ -116,7 +116,7 @@ def delta(after, before, *keys):
 
 
 FALLBACKS = ("fallback_connect", "fallback_tls", "fallback_timeout", "fallback_closed",
-             "fallback_bad_answer")
+             "fallback_bad_answer", "fallback_reset")
 
 
 def json_rows(js):

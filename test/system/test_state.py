@@ -277,7 +277,8 @@ def test_restored_bad_is_not_probed(dotward, nsd, tmp_path):
     assert d.stop() == 0
     e = read_state(state)[nsd.addr]
     assert e["status"] == "bad" and e["reason"] == "connect-refused: Connection refused", e
-    assert abs(float(e["completed"]) - (now - 60)) < 0.01, e
+    # kept as it was, to the second (the table keeps whole seconds, rounded down)
+    assert 0 <= (now - 60) - float(e["completed"]) < 1.0, e
 
 
 def test_expired_entries_dropped(dotward, nsd, tmp_path):

@@ -193,6 +193,7 @@ static void test_json_escaping(void **state)
     assert_non_null(strstr(out, "\"last_response\":null"));
     assert_non_null(strstr(out, "\"failures\":{\"connect-refused\":0,"));
     assert_non_null(strstr(out, "\"tls-failed\":1"));
+    assert_non_null(strstr(out, ",\"local-error\":0,\"reset\":0}"));
     assert_true(ends_with(out, "}}\n]\n"));
     /* no raw control character anywhere in the JSON */
     for (const char *p = out + 3; *p; p++)
@@ -229,6 +230,7 @@ static void test_status_and_stats(void **state)
     out = ask(f, "stats\n");
     assert_non_null(strstr(out, "\nprobes_started=1\nprobes_ok=0\n"));
     assert_non_null(strstr(out, "\nprobes_failed_tls_failed=1\n"));
+    assert_non_null(strstr(out, "\nprobes_failed_reset=0\n"));
     assert_non_null(strstr(out, "\nprobe_entries_bad=1\n"));
     free(out);
 }

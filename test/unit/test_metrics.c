@@ -409,6 +409,7 @@ static void test_probe_metrics(void **state)
     expect_line(&t, "dotward_dot_failures_total{outcome=\"connect-refused\"} 1");
     expect_line(&t, "dotward_dot_failures_total{outcome=\"query-timeout\"} 1");
     expect_line(&t, "dotward_dot_failures_total{outcome=\"tls-failed\"} 0");
+    expect_line(&t, "dotward_dot_failures_total{outcome=\"reset\"} 0");
     assert_false(has_line(&t, "dotward_dot_failures_total{outcome=\"ok\"} 0"));
     expect_line(&t, "dotward_probe_entries{status=\"unknown\"} 1");
     expect_line(&t, "dotward_probe_entries{status=\"busy\"} 2");

@@ -79,6 +79,23 @@ static void fake_cancel(void *arg, struct probe_entry *e)
 
 static const struct probe_sched fake_ops = { fake_start, fake_cancel };
 
+static struct probe_counters cnt(const struct probe_entry *e)
+{
+    struct probe_counters c;
+    probe_entry_counters(e, &c);
+    return c;
+}
+
+/* The entry's address (port 853); four calls may be alive at once. */
+static const struct net_addr *ip_of(const struct probe_entry *e)
+{
+    static struct net_addr ring[4];
+    static unsigned n;
+    struct net_addr *a = &ring[n++ % 4];
+    probe_entry_addr(e, a);
+    return a;
+}
+
 static struct net_addr addr(const char *s)
 {
     struct net_addr a;
@@ -293,26 +310,27 @@ static void test_round_trip(void **state)
 
     /* Same entries in the same (most recently visited first) order, every saved field equal. */
     const struct probe_entry *x = probe_table_first(t), *y = probe_table_first(u);
-    for (; x && y; x = probe_table_next(x), y = probe_table_next(y)) {
+    for (; x && y; x = probe_table_next(t, x), y = probe_table_next(u, y)) {
         char ipx[NET_ADDRSTRLEN], ipy[NET_ADDRSTRLEN];
-        assert_string_equal(net_addr_str(&x->ip, ipx, sizeof ipx), net_addr_str(&y->ip, ipy, sizeof ipy));
-        assert_string_equal(x->zone, y->zone);
+        assert_string_equal(net_addr_str(ip_of(x), ipx, sizeof ipx), net_addr_str(ip_of(y), ipy, sizeof ipy));
+        assert_string_equal(probe_entry_zone(t, x), probe_entry_zone(u, y));
         assert_int_equal(y->status, x->status == PROBE_BUSY ? PROBE_UNKNOWN : x->status);
-        assert_true(x->status_since == y->status_since);
-        assert_true(x->first_seen == y->first_seen);
-        assert_true(x->initiated == y->initiated);
-        assert_true(x->completed == y->completed);
-        assert_true(x->last_response == y->last_response);
+        assert_true(probe_entry_time(t, x, PROBE_T_STATUS_SINCE) == probe_entry_time(u, y, PROBE_T_STATUS_SINCE));
+        assert_true(probe_entry_time(t, x, PROBE_T_FIRST_SEEN) == probe_entry_time(u, y, PROBE_T_FIRST_SEEN));
+        assert_true(probe_entry_time(t, x, PROBE_T_INITIATED) == probe_entry_time(u, y, PROBE_T_INITIATED));
+        assert_true(probe_entry_time(t, x, PROBE_T_COMPLETED) == probe_entry_time(u, y, PROBE_T_COMPLETED));
+        assert_true(probe_entry_time(t, x, PROBE_T_LAST_RESPONSE) == probe_entry_time(u, y, PROBE_T_LAST_RESPONSE));
         assert_int_equal(x->visits, y->visits);
         assert_int_equal(x->last_outcome, y->last_outcome);
-        assert_string_equal(x->reason, y->reason);
+        assert_string_equal(probe_entry_reason(t, x), probe_entry_reason(u, y));
         assert_int_equal(x->verified, y->verified);
         assert_int_equal(x->authoritative, y->authoritative);
-        assert_memory_equal(&x->counters, &y->counters, sizeof x->counters);
+        struct probe_counters cx = cnt(x), cy = cnt(y);
+        assert_memory_equal(&cx, &cy, sizeof cx);
         assert_int_equal(x->session != NULL, y->session != NULL);
         if (x->session)
             assert_same_session(x->session, y->session);
-        assert_true(y->last_activity == 0); /* not kept (RFC 9539 §4.5) */
+        assert_true(probe_entry_time(u, y, PROBE_T_LAST_ACTIVITY) == 0); /* not kept (RFC 9539 §4.5) */
     }
     assert_null(x);
     assert_null(y);
@@ -322,19 +340,20 @@ static void test_round_trip(void **state)
     struct probe_entry *ea = probe_table_find(u, &a), *eb = probe_table_find(u, &b);
     assert_int_equal(ea->status, PROBE_GOOD);
     assert_true(ea->verified && ea->authoritative);
-    assert_true(ea->last_response == T0 + 12.125);
-    assert_true(ea->first_seen == T0 + 0.25);
-    assert_true(ea->initiated == T0 + 1.5);
-    assert_true(ea->completed == T0 + 2.75);
-    assert_int_equal(ea->counters.failures[PROBE_QUERY_TIMEOUT], 1);
-    assert_int_equal(ea->counters.fallbacks, 4);
-    assert_int_equal(ea->counters.dot_queries, 3);
-    assert_string_equal(ea->reason, "query-timeout: slow\tand\\odd\n\xc3\xa9");
+    /* The table keeps whole seconds, rounded down. */
+    assert_true(probe_entry_time(u, ea, PROBE_T_LAST_RESPONSE) == T0 + 12);
+    assert_true(probe_entry_time(u, ea, PROBE_T_FIRST_SEEN) == T0);
+    assert_true(probe_entry_time(u, ea, PROBE_T_INITIATED) == T0 + 1);
+    assert_true(probe_entry_time(u, ea, PROBE_T_COMPLETED) == T0 + 2);
+    assert_int_equal(cnt(ea).failures[PROBE_QUERY_TIMEOUT], 1);
+    assert_int_equal(cnt(ea).fallbacks, 3); /* count_fallbacks only */
+    assert_int_equal(cnt(ea).dot_queries, 3);
+    assert_string_equal(probe_entry_reason(u, ea), "query-timeout: slow\tand\\odd\n\xc3\xa9");
     assert_non_null(ea->session);
     assert_int_equal(eb->status, PROBE_BAD);
-    assert_string_equal(eb->reason, "connect-refused: Connection refused \x01\x7f\\x41");
+    assert_string_equal(probe_entry_reason(u, eb), "connect-refused: Connection refused \x01\x7f\\x41");
     struct net_addr c = addr("192.0.2.3");
-    assert_string_equal(probe_table_find(u, &c)->zone, "we\\ird\tzone.");
+    assert_string_equal(probe_entry_zone(u, probe_table_find(u, &c)), "we\\ird\tzone.");
     /* The totals are this process's metrics: restored history is not in them. */
     assert_int_equal(probe_table_totals(u)->probes, 0);
 
@@ -429,6 +448,87 @@ static void test_session_bytes(void **state)
     probe_table_free(t);
 }
 
+/* ---- the reset outcome ------------------------------------------------------------ */
+
+static void test_reset_outcome(void **state)
+{
+    (void)state;
+    /* Read: as last_outcome and in the failures. */
+    const char *text = HDR "192.0.2.1\texample.org.\tgood\t1700000000.000\t1699999000.000\t1699999999.000"
+                           "\t1700000000.000\t1700000000.000\t7\tv\treset\treset: Connection reset by peer"
+                           "\t2\t2\treset=4,query-timeout=1\t10\t1\t-\nend 1\n";
+    struct probe_table *t;
+    assert_int_equal(load_text(text, strlen(text), T0 + 1, &t), 1);
+    struct net_addr a = addr("192.0.2.1");
+    struct probe_entry *e = probe_table_find(t, &a);
+    assert_non_null(e);
+    assert_int_equal(e->last_outcome, PROBE_RESET);
+    assert_int_equal(cnt(e).failures[PROBE_RESET], 4);
+    assert_int_equal(cnt(e).failures[PROBE_QUERY_TIMEOUT], 1);
+    assert_string_equal(probe_entry_reason(t, e), "reset: Connection reset by peer");
+
+    /* Written back the same way (failures in outcome order). */
+    assert_int_equal(probe_state_save(t, path, T0 + 2, err, sizeof err), 1);
+    size_t len;
+    char *saved = read_file(path, &len);
+    assert_non_null(strstr(saved, "\t7\tv\treset\treset: Connection reset by peer\t2\t2\t"
+                                  "query-timeout=1,reset=4\t10\t1\t-\n"));
+    free(saved);
+    probe_table_free(t);
+    expect_reject(HDR "192.0.2.1\t.\tgood\t0\t0\t0\t0\t0\t1\t-\treset\t\t0\t0\treset=1,reset=2\t0\t0\t-\nend 1\n",
+                  "counters");
+}
+
+/* ---- long reasons ---------------------------------------------------------------- */
+
+static void test_long_reason(void **state)
+{
+    (void)state;
+    /* A reason past the old 111 bytes, with bytes to escape, saved and read back whole. */
+    struct fake_sched f, g;
+    struct probe_table *t = mk(&f, NULL);
+    struct net_addr a = addr("192.0.2.1");
+    probe_table_visit(t, &a, "example.org.", T0);
+    struct probe_entry *e = probe_table_visit(t, &a, "example.org.", T0);
+    char why[401];
+    for (int i = 0; i < 400; i++)
+        why[i] = i % 50 == 49 ? '\t' : (char)('A' + i % 26);
+    why[400] = 0;
+    probe_table_probe_done(t, e, PROBE_BAD_ANSWER, why, false, T0 + 1);
+    assert_int_equal(strlen(probe_entry_reason(t, e)), strlen("bad-answer: ") + 400);
+    assert_int_equal(probe_state_save(t, path, T0 + 2, err, sizeof err), 1);
+    struct probe_table *u = mk(&g, NULL);
+    assert_int_equal(probe_state_load(u, path, T0 + 2, err, sizeof err), 1);
+    assert_string_equal(probe_entry_reason(u, probe_table_find(u, &a)), probe_entry_reason(t, e));
+    /* Both tables hold two strings: the zone and the reason. */
+    assert_int_equal(probe_table_strings(u, NULL), 2);
+    probe_table_free(u);
+    probe_table_free(t);
+
+    /* In a file: PROBE_REASON_MAX bytes load, one more is a bad file. */
+    char *text = malloc(4 * PROBE_REASON_MAX + 512);
+    char *r = malloc(PROBE_REASON_MAX + 2);
+    assert_non_null(text);
+    assert_non_null(r);
+    for (int extra = 0; extra <= 1; extra++) {
+        memset(r, 'r', PROBE_REASON_MAX + extra);
+        r[PROBE_REASON_MAX + extra] = 0;
+        snprintf(text, 4 * PROBE_REASON_MAX + 512,
+                 HDR "192.0.2.1\t.\tbad\t0\t0\t0\t%.3f\t0\t1\t-\ttls-failed\t%s\t1\t0\ttls-failed=1\t0\t0\t-\nend 1\n",
+                 T0, r);
+        if (extra) {
+            expect_reject(text, "reason");
+        } else {
+            struct probe_table *x;
+            assert_int_equal(load_text(text, strlen(text), T0 + 1, &x), 1);
+            assert_string_equal(probe_entry_reason(x, probe_table_find(x, &a)), r);
+            probe_table_free(x);
+        }
+    }
+    free(r);
+    free(text);
+}
+
 /* ---- expiry ---------------------------------------------------------------------- */
 
 static void test_expiry(void **state)
@@ -468,7 +568,7 @@ static void test_expiry(void **state)
     /* A time after `now` is taken as `now`: Good for one persistence, not for ever. */
     struct net_addr a7 = addr("192.0.2.7");
     struct probe_entry *e = probe_table_find(t, &a7);
-    assert_true(e->last_response == now);
+    assert_true(probe_entry_time(t, e, PROBE_T_LAST_RESPONSE) == now);
     assert_true(probe_table_use_dot(t, e, now + 99));
     assert_false(probe_table_use_dot(t, e, now + 100));
     probe_table_free(t);
@@ -488,7 +588,7 @@ static void test_expiry(void **state)
     t = mk(&f, &pol);
     probe_table_visit(t, &a2, "live.", now);
     assert_int_equal(probe_state_load(t, path, now, err, sizeof err), 3);
-    assert_string_equal(probe_table_find(t, &a2)->zone, "live.");
+    assert_string_equal(probe_entry_zone(t, probe_table_find(t, &a2)), "live.");
     assert_int_equal(probe_table_find(t, &a2)->status, PROBE_UNKNOWN);
     probe_table_free(t);
 }
@@ -844,6 +944,8 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_session_bytes),
         cmocka_unit_test(test_expiry),
+        cmocka_unit_test(test_reset_outcome),
+        cmocka_unit_test(test_long_reason),
         cmocka_unit_test(test_every_prefix),
         cmocka_unit_test(test_byte_corruption),
         cmocka_unit_test(test_garbage),

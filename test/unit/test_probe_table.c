@@ -35,7 +35,7 @@ static void fake_start(void *arg, struct probe_entry *e)
     f->started[f->nstarted++] = e;
     assert_int_equal(e->status, PROBE_BUSY);
     if (f->sync_report)
-        probe_table_probe_done(f->tab, e, f->sync_outcome, "sync", false, e->initiated);
+        probe_table_probe_done(f->tab, e, f->sync_outcome, "sync", false, probe_entry_time(f->tab, e, PROBE_T_INITIATED));
 }
 
 static void fake_cancel(void *arg, struct probe_entry *e)
@@ -53,6 +53,31 @@ static struct net_addr addr(const char *s)
     return a;
 }
 
+/* The table mk() made last: the entry readers below go through it (one
+ * table per test). */
+static struct probe_table *cur;
+
+static double tm(const struct probe_entry *e, enum probe_time w) { return probe_entry_time(cur, e, w); }
+static const char *reason_of(const struct probe_entry *e) { return probe_entry_reason(cur, e); }
+static const char *zone_of(const struct probe_entry *e) { return probe_entry_zone(cur, e); }
+
+static struct probe_counters cnt(const struct probe_entry *e)
+{
+    struct probe_counters c;
+    probe_entry_counters(e, &c);
+    return c;
+}
+
+/* The entry's address (port 853); four calls may be alive at once. */
+static const struct net_addr *ip_of(const struct probe_entry *e)
+{
+    static struct net_addr ring[4];
+    static unsigned n;
+    struct net_addr *a = &ring[n++ % 4];
+    probe_entry_addr(e, a);
+    return a;
+}
+
 static struct probe_table *mk(struct fake_sched *f, struct probe_policy *pol)
 {
     struct probe_policy def;
@@ -61,7 +86,7 @@ static struct probe_table *mk(struct fake_sched *f, struct probe_policy *pol)
         pol = &def;
     }
     memset(f, 0, sizeof *f);
-    f->tab = probe_table_new(pol, 12345);
+    f->tab = cur = probe_table_new(pol, 12345);
     assert_non_null(f->tab);
     probe_table_set_sched(f->tab, &fake_ops, f, T0);
     return f->tab;
@@ -125,18 +150,18 @@ static void test_visit_threshold(void **state)
     assert_int_equal(e->visits, 1);
     assert_int_equal(f.nstarted, 0);
     assert_false(probe_table_use_dot(t, e, T0));
-    assert_string_equal(e->zone, "example.org");
-    assert_int_equal(net_addr_port(&e->ip), 853);
-    assert_true(e->first_seen == T0);
+    assert_string_equal(zone_of(e), "example.org");
+    assert_int_equal(net_addr_port(ip_of(e)), 853);
+    assert_true(tm(e, PROBE_T_FIRST_SEEN) == T0);
 
     /* The second visit, 10 s later, reaches probe_after_visits = 2. */
     assert_ptr_equal(probe_table_visit(t, &a, "other.zone", T0 + 10), e);
     assert_int_equal(e->status, PROBE_BUSY);
     assert_int_equal(f.nstarted, 1);
     assert_ptr_equal(f.started[0], e);
-    assert_true(e->initiated == T0 + 10);
-    assert_int_equal(e->counters.probes, 1);
-    assert_string_equal(e->zone, "example.org");  /* first zone kept */
+    assert_true(tm(e, PROBE_T_INITIATED) == T0 + 10);
+    assert_int_equal(cnt(e).probes, 1);
+    assert_string_equal(zone_of(e), "example.org");  /* first zone kept */
     assert_false(probe_table_use_dot(t, e, T0 + 10));
     assert_int_equal(probe_table_running(t), 1);
 
@@ -160,7 +185,7 @@ static void test_visit_window_expires(void **state)
     assert_int_equal(e->visits, 2);
     probe_table_visit(t, &a, NULL, T0 + DAY + 2);
     assert_int_equal(e->status, PROBE_BUSY);
-    assert_string_equal(e->zone, ".");
+    assert_string_equal(zone_of(e), ".");
     probe_table_free(t);
 }
 
@@ -171,10 +196,10 @@ static void test_probe_ok_and_persistence(void **state)
     struct probe_entry *e = probe_started(&f, "192.0.2.1", T0);
     probe_table_probe_done(t, e, PROBE_OK, NULL, true, T0 + 1);
     assert_int_equal(e->status, PROBE_GOOD);
-    assert_true(e->completed == T0 + 1);
-    assert_true(e->last_response == T0 + 1);
+    assert_true(tm(e, PROBE_T_COMPLETED) == T0 + 1);
+    assert_true(tm(e, PROBE_T_LAST_RESPONSE) == T0 + 1);
     assert_true(e->verified);
-    assert_int_equal(e->counters.successes, 1);
+    assert_int_equal(cnt(e).successes, 1);
     assert_int_equal(probe_table_running(t), 0);
     assert_true(probe_table_use_dot(t, e, T0 + 1));
     assert_true(probe_entry_expiry(t, e) == T0 + 1 + 3 * DAY);
@@ -186,7 +211,7 @@ static void test_probe_ok_and_persistence(void **state)
     assert_true(probe_table_use_dot(t, e, T0 + 3 * DAY));
     /* A DoT answer pushes persistence out. */
     probe_table_dot_result(t, &a, PROBE_OK, NULL, T0 + 2 * DAY);
-    assert_true(e->last_response == T0 + 2 * DAY);
+    assert_true(tm(e, PROBE_T_LAST_RESPONSE) == T0 + 2 * DAY);
     assert_true(probe_table_use_dot(t, e, T0 + 5 * DAY - 1));
     assert_false(probe_table_use_dot(t, e, T0 + 5 * DAY));
     assert_int_equal(e->status, PROBE_GOOD);
@@ -195,7 +220,7 @@ static void test_probe_ok_and_persistence(void **state)
     probe_table_visit(t, &a, NULL, T0 + 5 * DAY + 5);
     assert_int_equal(e->status, PROBE_BUSY);
     assert_int_equal(f.nstarted, 2);
-    assert_int_equal(e->counters.probes, 2);
+    assert_int_equal(cnt(e).probes, 2);
     probe_table_free(t);
 }
 
@@ -213,11 +238,11 @@ static void test_probe_failures_and_damping(void **state)
         probe_table_probe_done(t, e, fails[i], "why not", false, T0 + 4);
         assert_int_equal(e->status, PROBE_BAD);
         assert_int_equal(e->last_outcome, fails[i]);
-        assert_int_equal(e->counters.failures[fails[i]], 1);
+        assert_int_equal(cnt(e).failures[fails[i]], 1);
         assert_int_equal(probe_table_totals(t)->failures[fails[i]], 1);
-        assert_non_null(strstr(e->reason, probe_outcome_str(fails[i])));
-        assert_non_null(strstr(e->reason, "why not"));
-        assert_true(e->completed == T0 + 4);
+        assert_non_null(strstr(reason_of(e), probe_outcome_str(fails[i])));
+        assert_non_null(strstr(reason_of(e), "why not"));
+        assert_true(tm(e, PROBE_T_COMPLETED) == T0 + 4);
         assert_true(probe_entry_expiry(t, e) == T0 + 4 + DAY);
         assert_false(probe_table_use_dot(t, e, T0 + 5));
 
@@ -260,7 +285,7 @@ static void test_stale_report_ignored(void **state)
     /* A second report for the same probe changes nothing. */
     probe_table_probe_done(t, e, PROBE_CONNECT_REFUSED, NULL, false, T0 + 2);
     assert_int_equal(e->status, PROBE_GOOD);
-    assert_int_equal(e->counters.failures[PROBE_CONNECT_REFUSED], 0);
+    assert_int_equal(cnt(e).failures[PROBE_CONNECT_REFUSED], 0);
     assert_int_equal(probe_table_running(t), 0);
     probe_table_free(t);
 }
@@ -279,13 +304,13 @@ static void test_dot_results_on_good(void **state)
     assert_int_equal(e->dot_consecutive_failures, 2);
     probe_table_dot_result(t, &a, PROBE_OK, NULL, T0 + 12);
     assert_int_equal(e->dot_consecutive_failures, 0);
-    assert_true(e->last_response == T0 + 12);
+    assert_true(tm(e, PROBE_T_LAST_RESPONSE) == T0 + 12);
     /* A clean close changes nothing. */
     probe_table_dot_result(t, &a, PROBE_CLOSED_CLEAN, NULL, T0 + 13);
     assert_int_equal(e->status, PROBE_GOOD);
     assert_int_equal(e->dot_consecutive_failures, 0);
-    assert_true(e->last_activity == T0 + 13);
-    assert_true(e->last_response == T0 + 12);
+    assert_true(tm(e, PROBE_T_LAST_ACTIVITY) == T0 + 13);
+    assert_true(tm(e, PROBE_T_LAST_RESPONSE) == T0 + 12);
 
     /* Three in a row: Bad, damped from the third failure. */
     probe_table_dot_result(t, &a, PROBE_QUERY_TIMEOUT, NULL, T0 + 20);
@@ -293,20 +318,59 @@ static void test_dot_results_on_good(void **state)
     assert_int_equal(e->status, PROBE_GOOD);
     probe_table_dot_result(t, &a, PROBE_QUERY_TIMEOUT, "no answer", T0 + 22);
     assert_int_equal(e->status, PROBE_BAD);
-    assert_true(e->completed == T0 + 22);
+    assert_true(tm(e, PROBE_T_COMPLETED) == T0 + 22);
     assert_false(probe_table_use_dot(t, e, T0 + 23));
-    assert_int_equal(e->counters.dot_queries, 6);
-    assert_int_equal(e->counters.fallbacks, 5);
-    assert_int_equal(e->counters.failures[PROBE_QUERY_TIMEOUT], 4);
-    assert_int_equal(e->counters.failures[PROBE_BAD_ANSWER], 1);
+    assert_int_equal(cnt(e).dot_queries, 6);
+    /* Fallbacks are the data path's to count (it knows if it re-sent). */
+    assert_int_equal(cnt(e).fallbacks, 0);
+    assert_int_equal(probe_table_totals(t)->fallbacks, 0);
+    assert_int_equal(cnt(e).failures[PROBE_QUERY_TIMEOUT], 4);
+    assert_int_equal(cnt(e).failures[PROBE_BAD_ANSWER], 1);
 
     /* Failures on a Bad entry only count. */
     probe_table_dot_result(t, &a, PROBE_QUERY_TIMEOUT, NULL, T0 + 30);
     assert_int_equal(e->status, PROBE_BAD);
-    assert_true(e->completed == T0 + 22);
+    assert_true(tm(e, PROBE_T_COMPLETED) == T0 + 22);
     probe_table_count_fallbacks(t, &a, 4);
-    assert_int_equal(e->counters.fallbacks, 10);
-    assert_int_equal(probe_table_totals(t)->fallbacks, 10);
+    assert_int_equal(cnt(e).fallbacks, 4);
+    assert_int_equal(probe_table_totals(t)->fallbacks, 4);
+    /* The data path's sequence for one failed query: result, then one re-send. */
+    probe_table_dot_result(t, &a, PROBE_BAD_ANSWER, "garbage", T0 + 31);
+    probe_table_count_fallbacks(t, &a, 1);
+    assert_int_equal(cnt(e).fallbacks, 5);
+    assert_int_equal(probe_table_totals(t)->fallbacks, 5);
+    probe_table_free(t);
+}
+
+static void test_dot_reset_counts_like_bad_answer(void **state)
+{
+    struct fake_sched f;
+    struct probe_table *t = mk(&f, NULL);
+    struct net_addr a = addr("192.0.2.1");
+    struct probe_entry *e = make_good(&f, "192.0.2.1", T0);
+    assert_string_equal(probe_outcome_str(PROBE_RESET), "reset");
+
+    /* A reset is a failure of the run, not of the server at once. */
+    probe_table_dot_result(t, &a, PROBE_RESET, "Connection reset by peer", T0 + 10);
+    assert_int_equal(e->status, PROBE_GOOD);
+    assert_int_equal(e->dot_consecutive_failures, 1);
+    assert_int_equal(e->last_outcome, PROBE_RESET);
+    assert_string_equal(reason_of(e), "reset: Connection reset by peer");
+    probe_table_dot_result(t, &a, PROBE_OK, NULL, T0 + 11);
+    assert_int_equal(e->dot_consecutive_failures, 0);
+
+    /* Mixed with the other query failures, the threshold (3) makes it Bad. */
+    probe_table_dot_result(t, &a, PROBE_RESET, NULL, T0 + 20);
+    probe_table_dot_result(t, &a, PROBE_BAD_ANSWER, "garbage", T0 + 21);
+    assert_int_equal(e->status, PROBE_GOOD);
+    probe_table_dot_result(t, &a, PROBE_RESET, "read error", T0 + 22);
+    assert_int_equal(e->status, PROBE_BAD);
+    assert_true(tm(e, PROBE_T_COMPLETED) == T0 + 22);
+    assert_string_equal(reason_of(e), "reset: read error");
+    assert_int_equal(cnt(e).failures[PROBE_RESET], 3);
+    assert_int_equal(probe_table_totals(t)->failures[PROBE_RESET], 3);
+    assert_int_equal(cnt(e).dot_queries, 5);
+    assert_int_equal(cnt(e).fallbacks, 0);
     probe_table_free(t);
 }
 
@@ -320,7 +384,7 @@ static void test_dot_connect_failures_make_bad(void **state)
         struct probe_entry *e = make_good(&f, "192.0.2.9", T0);
         probe_table_dot_result(t, &a, kinds[i], "reset", T0 + 50);
         assert_int_equal(e->status, PROBE_BAD);
-        assert_true(e->completed == T0 + 50);
+        assert_true(tm(e, PROBE_T_COMPLETED) == T0 + 50);
         assert_int_equal(e->last_outcome, kinds[i]);
         probe_table_free(t);
     }
@@ -408,7 +472,7 @@ static void test_busy_limit_and_queue(void **state)
     probe_table_probe_done(t, e[1], PROBE_OK, NULL, false, T0 + 10);
     assert_int_equal(f.nstarted, 3);
     assert_ptr_equal(f.started[2], e[2]);
-    assert_true(e[2]->initiated == T0 + 10);
+    assert_true(tm(e[2], PROBE_T_INITIATED) == T0 + 10);
     assert_int_equal(probe_table_queued(t), 1);
     /* Now there is room: the fifth IP queues on its next visit. */
     struct net_addr a4 = addr(ips[4]);
@@ -434,14 +498,14 @@ static void test_no_scheduler_queues_then_starts(void **state)
     pol.probe_after_visits = 1;
     struct fake_sched f;
     memset(&f, 0, sizeof f);
-    struct probe_table *t = f.tab = probe_table_new(&pol, 1);
+    struct probe_table *t = f.tab = cur = probe_table_new(&pol, 1);
     struct net_addr a = addr("192.0.2.1");
     struct probe_entry *e = probe_table_visit(t, &a, NULL, T0);
     assert_int_equal(e->status, PROBE_BUSY);
     assert_int_equal(probe_table_queued(t), 1);
     probe_table_set_sched(t, &fake_ops, &f, T0 + 1);
     assert_int_equal(f.nstarted, 1);
-    assert_true(e->initiated == T0 + 1);
+    assert_true(tm(e, PROBE_T_INITIATED) == T0 + 1);
     probe_table_free(t);
 }
 
@@ -506,12 +570,12 @@ static void test_lru_eviction_never_busy(void **state)
 
     /* Iteration: most recently visited first. */
     const struct probe_entry *it = probe_table_first(t);
-    assert_true(net_ip_equal(&it->ip, &d));
-    it = probe_table_next(it);
-    assert_true(net_ip_equal(&it->ip, &b));
-    it = probe_table_next(it);
+    assert_true(net_ip_equal(ip_of(it), &d));
+    it = probe_table_next(cur, it);
+    assert_true(net_ip_equal(ip_of(it), &b));
+    it = probe_table_next(cur, it);
     assert_ptr_equal(it, ea);
-    assert_null(probe_table_next(it));
+    assert_null(probe_table_next(cur, it));
 
     /* All Busy: no room, the visit gets NULL (the query goes Do53). */
     assert_int_equal(probe_table_request(t, &b, NULL, T0 + 5, false), 0);
@@ -536,8 +600,8 @@ static void test_v4_v6_apart(void **state)
     struct probe_entry *e4 = probe_table_visit(t, &v4, NULL, T0);
     struct probe_entry *e6 = probe_table_visit(t, &v6, NULL, T0);
     assert_ptr_not_equal(e4, e6);
-    assert_int_equal(net_addr_family(&e4->ip), AF_INET);
-    assert_int_equal(net_addr_family(&e6->ip), AF_INET6);
+    assert_int_equal(net_addr_family(ip_of(e4)), AF_INET);
+    assert_int_equal(net_addr_family(ip_of(e6)), AF_INET6);
     /* The port does not matter; a v4-mapped address is the v4 server. */
     assert_ptr_equal(probe_table_find(t, &v4port), e4);
     assert_ptr_equal(probe_table_find(t, &mapped), e4);
@@ -572,7 +636,7 @@ static void test_many_entries_hash(void **state)
         struct net_addr a = addr(buf);
         const struct probe_entry *e = probe_table_find(t, &a);
         assert_non_null(e);
-        assert_true(net_ip_equal(&e->ip, &a));
+        assert_true(net_ip_equal(ip_of(e), &a));
     }
     /* One more evicts exactly the oldest. */
     struct net_addr n = addr("10.200.0.1"), oldest = addr("10.0.0.1"), second = addr("10.0.1.1");
@@ -631,6 +695,216 @@ static void test_forget(void **state)
     probe_table_free(t);
 }
 
+/* ---- the compact entry: string pool, ring, slabs, times ------------------- */
+
+static void test_reason_longer_than_old_field(void **state)
+{
+    struct fake_sched f;
+    struct probe_table *t = mk(&f, NULL);
+    struct net_addr a = addr("192.0.2.1");
+    struct probe_entry *e = probe_started(&f, "192.0.2.1", T0);
+    /* 300 bytes: the entry used to keep 111. */
+    char longer[301];
+    for (int i = 0; i < 300; i++)
+        longer[i] = (char)('a' + i % 26);
+    longer[300] = 0;
+    probe_table_probe_done(t, e, PROBE_TLS_FAILED, longer, false, T0 + 1);
+    const char *r = reason_of(e);
+    assert_int_equal(strlen(r), strlen("tls-failed: ") + 300);
+    assert_memory_equal(r, "tls-failed: ", 12);
+    assert_string_equal(r + 12, longer);
+    /* The dump carries it whole. */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    assert_int_equal(probe_table_dump(t, out), 0);
+    fclose(out);
+    assert_non_null(strstr(buf, longer));
+    free(buf);
+
+    /* Past PROBE_REASON_MAX it is cut there. */
+    char huge[2000];
+    memset(huge, 'x', sizeof huge - 1);
+    huge[sizeof huge - 1] = 0;
+    probe_table_dot_result(t, &a, PROBE_CONNECT_TIMEOUT, huge, T0 + 2);
+    assert_int_equal(strlen(reason_of(e)), PROBE_REASON_MAX);
+    assert_memory_equal(reason_of(e), "connect-timeout: xxx", 20);
+    probe_table_free(t);
+}
+
+static void test_strings_shared_and_released(void **state)
+{
+    struct probe_policy pol;
+    probe_policy_defaults(&pol);
+    pol.max_entries = 300;
+    struct fake_sched f;
+    struct probe_table *t = mk(&f, &pol);
+    size_t bytes;
+    assert_int_equal(probe_table_strings(t, &bytes), 0);
+    assert_int_equal(bytes, 0);
+
+    /* 300 entries, three zones, two reasons: five strings. */
+    static const char *const zones[] = { "example.org.", "corp.example.", "." };
+    char buf[64];
+    for (int i = 0; i < 300; i++) {
+        snprintf(buf, sizeof buf, "198.51.100.%d", i % 250);
+        if (i >= 250)
+            snprintf(buf, sizeof buf, "2001:db8::%x", i);
+        struct net_addr a = addr(buf);
+        assert_non_null(probe_table_visit(t, &a, zones[i % 3], T0));
+        if (i % 2)
+            probe_table_dot_result(t, &a, PROBE_QUERY_TIMEOUT, i % 4 == 1 ? "slow" : "slower", T0);
+    }
+    assert_int_equal(probe_table_size(t), 300);
+    assert_int_equal(probe_table_strings(t, &bytes), 5);
+    assert_int_equal(bytes, strlen("example.org.") + strlen("corp.example.") + strlen(".") +
+                                strlen("query-timeout: slow") + strlen("query-timeout: slower"));
+    struct net_addr a0 = addr("198.51.100.0");
+    assert_string_equal(zone_of(probe_table_find(t, &a0)), "example.org.");
+
+    /* A new reason replaces the old one; the old string goes with its last user. */
+    struct net_addr a1 = addr("198.51.100.1");
+    probe_table_dot_result(t, &a1, PROBE_BAD_ANSWER, "garbage", T0 + 1);
+    assert_string_equal(reason_of(probe_table_find(t, &a1)), "bad-answer: garbage");
+    assert_int_equal(probe_table_strings(t, NULL), 6);
+
+    /* Eviction gives the evicted entry's strings back: a new zone for 300
+     * new IPs evicts every old entry, so only the new zone is left. */
+    for (int i = 0; i < 300; i++) {
+        snprintf(buf, sizeof buf, "203.0.113.%d", i % 250);
+        if (i >= 250)
+            snprintf(buf, sizeof buf, "2001:db8:1::%x", i);
+        struct net_addr a = addr(buf);
+        assert_non_null(probe_table_visit(t, &a, "new.example.", T0 + 2));
+    }
+    assert_int_equal(probe_table_size(t), 300);
+    assert_null(probe_table_find(t, &a0));
+    assert_int_equal(probe_table_strings(t, &bytes), 1);
+    assert_int_equal(bytes, strlen("new.example."));
+
+    /* Forget one: its zone stays for the others; forget all: nothing left. */
+    struct net_addr n0 = addr("203.0.113.0");
+    assert_int_equal(probe_table_forget(t, &n0), 0);
+    assert_int_equal(probe_table_strings(t, NULL), 1);
+    probe_table_forget_all(t);
+    assert_int_equal(probe_table_size(t), 0);
+    assert_int_equal(probe_table_strings(t, &bytes), 0);
+    assert_int_equal(bytes, 0);
+    assert_null(probe_table_first(t));
+    /* The table works as new afterwards. */
+    assert_non_null(probe_table_visit(t, &n0, "again.", T0 + 3));
+    assert_string_equal(zone_of(probe_table_find(t, &n0)), "again.");
+    assert_int_equal(probe_table_strings(t, NULL), 1);
+    probe_table_free(t);
+}
+
+static void test_queue_ring_order(void **state)
+{
+    /* One probe at a time, 32 waiting: the ring grows past its first size
+     * (16), fills, wraps, and keeps FIFO order when an entry in the middle
+     * is forgotten. */
+    enum { Q = 32, MORE = 40 };
+    struct probe_policy pol;
+    probe_policy_defaults(&pol);
+    pol.probe_after_visits = 1;
+    pol.max_busy_probes = 1;
+    pol.max_queued_probes = Q;
+    struct fake_sched f;
+    struct probe_table *t = mk(&f, &pol);
+    char buf[64];
+    struct net_addr ip[Q + 1 + MORE];
+    struct probe_entry *e[Q + 1 + MORE];
+    unsigned n = 0;
+    for (; n < Q + 1; n++) {
+        snprintf(buf, sizeof buf, "192.0.2.%u", n + 1);
+        ip[n] = addr(buf);
+        e[n] = probe_table_visit(t, &ip[n], NULL, T0);
+    }
+    assert_int_equal(probe_table_running(t), 1);
+    assert_int_equal(probe_table_queued(t), Q);
+    /* Full: the next one stays Unknown. */
+    struct net_addr extra = addr("192.0.2.250");
+    assert_int_equal(probe_table_visit(t, &extra, NULL, T0)->status, PROBE_UNKNOWN);
+    assert_int_equal(probe_table_queued(t), Q);
+    /* Forget the 10th in line. */
+    assert_int_equal(probe_table_forget(t, &ip[10]), 0);
+    assert_int_equal(probe_table_queued(t), Q - 1);
+    /* Finish a probe, queue one more, MORE times: they start in order. */
+    unsigned expect = 1;
+    for (int k = 0; k < MORE; k++) {
+        probe_table_probe_done(t, f.started[f.nstarted - 1], PROBE_OK, NULL, false, T0 + 1 + k);
+        if (expect == 10)
+            expect++;
+        assert_ptr_equal(f.started[f.nstarted - 1], e[expect]);
+        expect++;
+        snprintf(buf, sizeof buf, "198.51.100.%u", n);
+        ip[n] = addr(buf);
+        e[n] = probe_table_visit(t, &ip[n], NULL, T0 + 1 + k);
+        assert_int_equal(e[n]->status, PROBE_BUSY);
+        n++;
+        assert_int_equal(probe_table_queued(t), Q - 1);
+    }
+    probe_table_free(t);
+}
+
+static void test_times_whole_seconds(void **state)
+{
+    struct fake_sched f;
+    struct probe_table *t = mk(&f, NULL);
+    struct net_addr a = addr("192.0.2.1");
+    probe_table_visit(t, &a, NULL, T0 + 0.9);
+    struct probe_entry *e = probe_table_visit(t, &a, NULL, T0 + 1.2);
+    assert_true(tm(e, PROBE_T_FIRST_SEEN) == T0);
+    assert_true(tm(e, PROBE_T_INITIATED) == T0 + 1);
+    assert_true(tm(e, PROBE_T_COMPLETED) == 0);      /* never */
+    assert_true(tm(e, PROBE_T_LAST_RESPONSE) == 0);
+    assert_true(tm(e, PROBE_T_MAX) == 0);            /* not a time */
+    probe_table_probe_done(t, e, PROBE_OK, NULL, false, T0 + 1.99);
+    assert_true(tm(e, PROBE_T_LAST_RESPONSE) == T0 + 1);
+    assert_true(probe_entry_expiry(t, e) == T0 + 1 + 3 * DAY);
+    /* Rounded down, so Good ends at most one second early, never late. */
+    assert_true(probe_table_use_dot(t, e, T0 + 3 * DAY + 0.99));
+    assert_false(probe_table_use_dot(t, e, T0 + 3 * DAY + 1));
+    /* Far from the epoch (decades) still exact to the second. */
+    probe_table_dot_result(t, &a, PROBE_OK, NULL, T0 + 40 * 365 * DAY + 0.5);
+    assert_true(tm(e, PROBE_T_LAST_RESPONSE) == T0 + 40 * 365 * DAY);
+    probe_table_free(t);
+}
+
+static void test_scope_and_counters(void **state)
+{
+    struct fake_sched f;
+    struct probe_table *t = mk(&f, NULL);
+    /* A link-local server keeps its interface. */
+    struct net_addr ll = addr("fe80::53");
+    ll.u.in6.sin6_scope_id = 7;
+    struct probe_entry *e = probe_table_visit(t, &ll, NULL, T0);
+    const struct net_addr *back = ip_of(e);
+    assert_int_equal(back->u.sa.sa_family, AF_INET6);
+    assert_int_equal(back->u.in6.sin6_scope_id, 7);
+    assert_int_equal(net_addr_port(back), 853);
+    assert_int_equal(back->len, sizeof back->u.in6);
+    /* An IPv4 entry reads back as AF_INET, whichever form visited it. */
+    struct net_addr mapped = addr("::ffff:192.0.2.7"), v4 = addr("192.0.2.7");
+    e = probe_table_visit(t, &mapped, NULL, T0);
+    assert_ptr_equal(probe_table_find(t, &v4), e);
+    assert_int_equal(ip_of(e)->u.sa.sa_family, AF_INET);
+    assert_int_equal(ip_of(e)->len, sizeof ip_of(e)->u.in4);
+    /* Restored counters over 32 bits saturate; the entry keeps counting from there. */
+    struct probe_saved s = { .ip = addr("192.0.2.8"), .status = PROBE_BAD, .completed = T0, .visits = 1,
+                             .last_outcome = PROBE_TLS_FAILED, .reason = "tls-failed: x" };
+    s.counters.probes = 5000000000ull;
+    s.counters.failures[PROBE_TLS_FAILED] = 12;
+    assert_int_equal(probe_table_restore(t, &s, T0), 0);
+    struct net_addr a8 = addr("192.0.2.8");
+    e = probe_table_find(t, &a8);
+    assert_int_equal(cnt(e).probes, UINT32_MAX);
+    assert_int_equal(cnt(e).failures[PROBE_TLS_FAILED], 12);
+    assert_int_equal(cnt(e).failures[PROBE_OK], 0);
+    assert_string_equal(reason_of(e), "tls-failed: x");
+    probe_table_free(t);
+}
+
 static void test_dump(void **state)
 {
     struct fake_sched f;
@@ -668,6 +942,7 @@ int main(void)
         cmocka_unit_test(test_local_error_back_to_unknown),
         cmocka_unit_test(test_stale_report_ignored),
         cmocka_unit_test(test_dot_results_on_good),
+        cmocka_unit_test(test_dot_reset_counts_like_bad_answer),
         cmocka_unit_test(test_dot_connect_failures_make_bad),
         cmocka_unit_test(test_dot_results_while_reprobing),
         cmocka_unit_test(test_request),
@@ -678,6 +953,11 @@ int main(void)
         cmocka_unit_test(test_v4_v6_apart),
         cmocka_unit_test(test_many_entries_hash),
         cmocka_unit_test(test_forget),
+        cmocka_unit_test(test_reason_longer_than_old_field),
+        cmocka_unit_test(test_strings_shared_and_released),
+        cmocka_unit_test(test_queue_ring_order),
+        cmocka_unit_test(test_times_whole_seconds),
+        cmocka_unit_test(test_scope_and_counters),
         cmocka_unit_test(test_dump),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
