@@ -40,7 +40,7 @@ import pytest
 
 import harness
 from fakeupstream import FakeUpstream, fake_a
-from harness import ADDRS, WWW_A, free_port, rcode_text, rrset_values, wait_until
+from harness import WWW_A, free_port, rcode_text, rrset_values, wait_until
 from test_control import Ctl, ctl_bin, sockdir  # noqa: F401 (fixtures)
 from test_state import DOT_PORT, DotNsd, dot_addr, make_cert, need_dot  # noqa: F401 (fixture)
 
