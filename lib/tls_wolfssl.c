@@ -332,8 +332,14 @@ static int tls_map(struct tls_conn *c, int ret, const char *op)
         return TLS_IO_WANT_READ;
     case WOLFSSL_ERROR_WANT_WRITE:
         return TLS_IO_WANT_WRITE;
-    case WOLFSSL_ERROR_ZERO_RETURN:
     case SOCKET_PEER_CLOSED_E:
+        /* wolfSSL folds a reset into "peer closed"; errno still tells them apart. */
+        if (saved_errno == ECONNRESET || saved_errno == EPIPE) {
+            snprintf(c->err, sizeof c->err, "%s: connection reset by peer", op);
+            return TLS_IO_ERROR;
+        }
+        /* fall through */
+    case WOLFSSL_ERROR_ZERO_RETURN:
         snprintf(c->err, sizeof c->err, "%s: closed by peer", op);
         return TLS_IO_CLOSED;
     case SOCKET_ERROR_E:
