@@ -3,9 +3,10 @@
  * allocator overhead, hash buckets, pooled strings and the table itself are
  * all counted), per IP, for 100,000 and 1,000,000 distinct upstream IPs.
  *
- * Budget: the probe table gets at most PROBE_BYTES_PER_IP of the 256 bytes
- * an IP may cost; the per-IP RTT health table gets the other 96 and will be
- * measured here too (one subject filling both tables, asserted <= 256).
+ * Budget: 256 bytes per IP for the probe table and the per-address health
+ * table together (one subject fills both for the same IPs), of which the
+ * probe table alone may take PROBE_BYTES_PER_IP and the health table
+ * HEALTH_BYTES_PER_IP.
  *
  * Under AddressSanitizer, malloc is ASan's and mallinfo2 does not see it:
  * the tables are still filled and freed (so ASan checks the code), only
@@ -24,8 +25,11 @@
 
 #include "lib/net.h"
 #include "probe/table.h"
+#include "proxy/health.h"
 
 #define PROBE_BYTES_PER_IP 160.0
+#define HEALTH_BYTES_PER_IP 96.0
+#define BYTES_PER_IP 256.0
 
 #if defined(__SANITIZE_ADDRESS__)
 #define UNDER_ASAN 1
@@ -163,6 +167,71 @@ static void probe_destroy(void *obj) { probe_table_free(obj); }
 
 static const struct mem_subject probe_subject = { "probe table", probe_build, probe_destroy };
 
+static void *health_build(size_t n)
+{
+    struct health_table *t = health_table_new((unsigned)n, 0x5eed);
+    assert_non_null(t);
+    for (size_t i = 0; i < n; i++) {
+        struct net_addr a;
+        nth_ip(i, &a);
+        struct health *h = health_get(t, &a);
+        assert_non_null(h);
+        health_rtt_sample(h, 0.001 * (double)(i % 50 + 1));
+    }
+    assert_int_equal(health_table_size(t), n);
+    return t;
+}
+
+static void health_destroy(void *obj) { health_table_free(obj); }
+
+static const struct mem_subject health_subject = { "health table", health_build, health_destroy };
+
+/* Both tables for the same IPs, as a server known to the data path has. */
+struct both { void *probe, *health; };
+
+static void *both_build(size_t n)
+{
+    struct both *b = malloc(sizeof *b);
+    assert_non_null(b);
+    b->probe = probe_build(n);
+    b->health = health_build(n);
+    return b;
+}
+
+static void both_destroy(void *obj)
+{
+    struct both *b = obj;
+    probe_destroy(b->probe);
+    health_destroy(b->health);
+    free(b);
+}
+
+static const struct mem_subject both_subject = { "probe and health tables", both_build, both_destroy };
+
+static void test_health_table_100k(void **state)
+{
+    struct mem_result r = mem_measure(&health_subject, 100000);
+    mem_assert_at_most(&r, HEALTH_BYTES_PER_IP);
+}
+
+static void test_health_table_1m(void **state)
+{
+    struct mem_result r = mem_measure(&health_subject, 1000000);
+    mem_assert_at_most(&r, HEALTH_BYTES_PER_IP);
+}
+
+static void test_both_100k(void **state)
+{
+    struct mem_result r = mem_measure(&both_subject, 100000);
+    mem_assert_at_most(&r, BYTES_PER_IP);
+}
+
+static void test_both_1m(void **state)
+{
+    struct mem_result r = mem_measure(&both_subject, 1000000);
+    mem_assert_at_most(&r, BYTES_PER_IP);
+}
+
 static void test_probe_table_100k(void **state)
 {
     struct mem_result r = mem_measure(&probe_subject, 100000);
@@ -180,6 +249,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_probe_table_100k),
         cmocka_unit_test(test_probe_table_1m),
+        cmocka_unit_test(test_health_table_100k),
+        cmocka_unit_test(test_health_table_1m),
+        cmocka_unit_test(test_both_100k),
+        cmocka_unit_test(test_both_1m),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
