@@ -105,5 +105,13 @@ unsigned char *tls_session_to_bytes(const struct tls_session *s, size_t *len);
  * bytes are not one (corrupt, or from another back end or version). A
  * session the server no longer accepts only costs a full handshake. */
 struct tls_session *tls_session_from_bytes(const unsigned char *buf, size_t len);
+/* The same as text, for a text file: base64 (RFC 4648, padded, one line)
+ * of tls_session_to_bytes. Returns a malloc'd NUL-terminated string (the
+ * caller frees it), or NULL. */
+char *tls_session_to_text(const struct tls_session *s);
+/* The reverse. Returns -1 if `text` is not padded base64; else 0, with
+ * *out a new session (the caller owns it), or NULL if the bytes are not a
+ * session this back end reads (only the resumption is lost). */
+int tls_session_from_text(const char *text, size_t len, struct tls_session **out);
 
 #endif

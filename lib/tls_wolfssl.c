@@ -1,6 +1,7 @@
 /* lib/tls_wolfssl.c: tls.h on wolfSSL, the only file that includes it. */
 #include <wolfssl/options.h> /* must precede every other wolfSSL header */
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/coding.h>
 #include <wolfssl/error-ssl.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 
@@ -511,6 +512,61 @@ struct tls_session *tls_session_from_bytes(const unsigned char *buf, size_t len)
     ts->sess = sess;
     ts->verified = (buf[0] & TLS_BLOB_VERIFIED) != 0;
     return ts;
+}
+
+char *tls_session_to_text(const struct tls_session *s)
+{
+    size_t len = 0;
+    unsigned char *blob = tls_session_to_bytes(s, &len);
+    if (!blob)
+        return NULL;
+    word32 out_len = (word32)((len + 2) / 3 * 4 + 1);
+    char *out = malloc(out_len);
+    if (out && Base64_Encode_NoNl(blob, (word32)len, (byte *)out, &out_len) == 0) {
+        out[out_len] = 0;
+    } else {
+        free(out);
+        out = NULL;
+    }
+    free(blob);
+    return out;
+}
+
+/* Strict RFC 4648: whole quanta, the alphabet, '=' only as the last one or
+ * two characters, unused bits zero (wolfSSL's decoder is lenient). */
+static bool is_base64(const char *t, size_t len)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (len == 0 || len % 4)
+        return false;
+    size_t pad = t[len - 1] == '=' ? (t[len - 2] == '=' ? 2 : 1) : 0;
+    for (size_t i = 0; i < len - pad; i++)
+        if (!t[i] || !strchr(alphabet, t[i]))
+            return false;
+    if (pad == 0)
+        return true;
+    size_t last = (size_t)(strchr(alphabet, t[len - pad - 1]) - alphabet);
+    return (last & (pad == 2 ? 0x0f : 0x03)) == 0;
+}
+
+int tls_session_from_text(const char *text, size_t len, struct tls_session **out)
+{
+    *out = NULL;
+    if (!text || !is_base64(text, len))
+        return -1;
+    if (len > (TLS_BLOB_MAX + 3) / 3 * 4 + 4)
+        return 0; /* no session of ours is this long */
+    word32 out_len = (word32)(len / 4 * 3);
+    unsigned char *blob = malloc(out_len);
+    if (!blob)
+        return 0;
+    int r = 0;
+    if (Base64_Decode((const byte *)text, (word32)len, blob, &out_len) == 0)
+        *out = tls_session_from_bytes(blob, out_len);
+    else
+        r = -1;
+    free(blob);
+    return r;
 }
 
 int tls_ctx_load_system_ca(struct tls_ctx *t, char *err, size_t errsz)

@@ -22,66 +22,6 @@
 /* Times past this (year 5138) are not a clock reading. */
 #define STATE_TIME_MAX 1e11
 
-/* ---- base64 (RFC 4648, padded) ----------------------------------------- */
-
-static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static size_t b64_len(size_t n) { return (n + 2) / 3 * 4; }
-
-static void b64_encode(const unsigned char *in, size_t n, char *out)
-{
-    size_t i = 0, o = 0;
-    for (; i + 2 < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = b64_chars[v >> 18];
-        out[o++] = b64_chars[(v >> 12) & 63];
-        out[o++] = b64_chars[(v >> 6) & 63];
-        out[o++] = b64_chars[v & 63];
-    }
-    if (i < n) {
-        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
-        out[o++] = b64_chars[v >> 18];
-        out[o++] = b64_chars[(v >> 12) & 63];
-        out[o++] = i + 1 < n ? b64_chars[(v >> 6) & 63] : '=';
-        out[o++] = '=';
-    }
-    out[o] = 0;
-}
-
-static int b64_value(char c)
-{
-    const char *p = c ? strchr(b64_chars, c) : NULL;
-    return p ? (int)(p - b64_chars) : -1;
-}
-
-/* Strict: length a multiple of 4, padding only at the end, unused bits zero.
- * Returns the decoded length, or -1. `out` holds at least len / 4 * 3. */
-static long b64_decode(const char *in, size_t len, unsigned char *out)
-{
-    if (len == 0 || len % 4)
-        return -1;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        bool last = i + 4 == len;
-        int pad = last ? (in[i + 3] == '=') + (in[i + 2] == '=' && in[i + 3] == '=') : 0;
-        int v[4];
-        for (int k = 0; k < 4 - pad; k++)
-            if ((v[k] = b64_value(in[i + k])) < 0)
-                return -1;
-        for (int k = 4 - pad; k < 4; k++)
-            v[k] = 0;
-        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-        out[o++] = (unsigned char)(w >> 16);
-        if (pad < 2)
-            out[o++] = (unsigned char)(w >> 8);
-        if (pad < 1)
-            out[o++] = (unsigned char)w;
-        if ((pad == 1 && (w & 0xff)) || (pad == 2 && (w & 0xffff)))
-            return -1;
-    }
-    return (long)o;
-}
-
 /* ---- escaping ------------------------------------------------------------ */
 
 static bool esc_needed(unsigned char c) { return c < 0x20 || c >= 0x7f || c == '\\'; }
@@ -232,16 +172,15 @@ static size_t format_entry(const struct probe_table *t, const struct probe_entry
     if (n < 0 || (size_t)n >= sz)
         return 0;
     size_t len = (size_t)n;
-    unsigned char *blob = NULL;
-    size_t blen = 0;
-    if (with_session && e->session && (blob = tls_session_to_bytes(e->session, &blen)) &&
-        len + b64_len(blen) + 2 <= sz) {
-        b64_encode(blob, blen, buf + len);
-        len += b64_len(blen);
+    char *text = with_session && e->session ? tls_session_to_text(e->session) : NULL;
+    size_t tlen = text ? strlen(text) : 0;
+    if (text && len + tlen + 2 <= sz) {
+        memcpy(buf + len, text, tlen);
+        len += tlen;
     } else {
         buf[len++] = '-';
     }
-    free(blob);
+    free(text);
     if (len + 2 > sz)
         return 0;
     buf[len++] = '\n';
@@ -532,19 +471,10 @@ static int parse_entry(char *line, struct staged *st, const char **what)
         parse_u64(f[16], &s->counters.fallbacks) < 0)
         return -1;
     *what = "session";
-    if (strcmp(f[17], "-") != 0) {
-        size_t bl = strlen(f[17]);
-        unsigned char *blob = malloc(bl / 4 * 3 + 3);
-        long n = blob ? b64_decode(f[17], bl, blob) : -1;
-        if (n < 0) {
-            free(blob);
-            return -1;
-        }
-        /* A blob the library no longer reads (an upgrade) only costs the
-         * resumption: keep the entry. */
-        s->session = tls_session_from_bytes(blob, (size_t)n);
-        free(blob);
-    }
+    /* A session the library no longer reads (an upgrade, a damaged
+     * field) only costs the resumption: the entry is kept. */
+    if (strcmp(f[17], "-") != 0 && tls_session_from_text(f[17], strlen(f[17]), &s->session) < 0)
+        return -1;
     *what = "zone";
     st->zone = strdup(f[1]);
     st->reason = f[11][0] ? strdup(f[11]) : NULL;

@@ -46,7 +46,7 @@
  *   15 failures       "-", or OUTCOME=COUNT pairs joined by ',' (nonzero only)
  *   16 dot_queries     | decimal counters
  *   17 fallbacks      /
- *   18 session        the TLS resumption session (tls_session_to_bytes:
+ *   18 session        the TLS resumption session (tls_session_to_text:
  *                     an opaque blob of the TLS back end) in base64
  *                     (RFC 4648, padded), or "-" for none
  *
