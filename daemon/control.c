@@ -345,8 +345,7 @@ static int cmd_stats(struct control *c, struct control_client *cl, int argc, cha
 {
     const struct proxy *px = c->px;
     const struct probe_table *t = px->probes;
-    static const struct probe_counters none;
-    const struct probe_counters *tot = t ? probe_table_totals(t) : &none;
+    const struct probe_counters *tot = probe_table_totals(t);
     char key[64];
 
 #define CONTROL_STAT(name) fprintf(out, #name "=%" PRIu64 "\n", px->stats.name);
@@ -374,9 +373,8 @@ static int cmd_stats(struct control *c, struct control_client *cl, int argc, cha
                     key_name(probe_outcome_str((enum probe_outcome)o), key, sizeof key), tot->failures[o]);
     for (int s = 0; s < PROBE_STATUS_MAX; s++)
         fprintf(out, "probe_entries_%s=%zu\n", key_name(probe_status_str((enum probe_status)s), key, sizeof key),
-                t ? probe_table_count(t, (enum probe_status)s) : 0);
-    fprintf(out, "probes_running=%u\nprobes_queued=%u\n", t ? probe_table_running(t) : 0,
-            t ? probe_table_queued(t) : 0);
+                probe_table_count(t, (enum probe_status)s));
+    fprintf(out, "probes_running=%u\nprobes_queued=%u\n", probe_table_running(t), probe_table_queued(t));
     fprintf(out, "dot_queries=%" PRIu64 "\ndot_fallbacks=%" PRIu64 "\n", tot->dot_queries, tot->fallbacks);
     double up = px->started > 0 ? control_now(c) - px->started : 0;
     fprintf(out, "inflight=%u\ntcp_clients=%u\ncontrol_clients=%u\nuptime_seconds=%.0f\n", proxy_inflight(px),
@@ -401,14 +399,11 @@ static int cmd_status(struct control *c, struct control_client *cl, int argc, ch
     fprintf(out, "log-level: %s\n", log_level_str(log_get_level()));
     fprintf(out, "state: %s\n", px->draining ? "draining" : "running");
     fprintf(out, "queries-in-flight: %u\ntcp-clients: %u\n", proxy_inflight(px), proxy_tcp_clients(px));
-    if (t)
-        fprintf(out, "dot: on, %zu entries (good %zu, bad %zu, busy %zu, unknown %zu), %u probes running, "
-                     "%u queued\n",
-                probe_table_size(t), probe_table_count(t, PROBE_GOOD), probe_table_count(t, PROBE_BAD),
-                probe_table_count(t, PROBE_BUSY), probe_table_count(t, PROBE_UNKNOWN), probe_table_running(t),
-                probe_table_queued(t));
-    else
-        fputs("dot: off\n", out);
+    fprintf(out, "dot: on, %zu entries (good %zu, bad %zu, busy %zu, unknown %zu), %u probes running, "
+                 "%u queued\n",
+            probe_table_size(t), probe_table_count(t, PROBE_GOOD), probe_table_count(t, PROBE_BAD),
+            probe_table_count(t, PROBE_BUSY), probe_table_count(t, PROBE_UNKNOWN), probe_table_running(t),
+            probe_table_queued(t));
     for (size_t i = 0; i < px->n_listeners; i++)
         fprintf(out, "listener: %s %s\n", net_addr_str(&px->listeners[i]->addr, buf, sizeof buf),
                 px->listeners[i]->tcp ? "tcp" : "udp");
@@ -428,7 +423,7 @@ static int cmd_status(struct control *c, struct control_client *cl, int argc, ch
             if (h->backoff_until > now)
                 fprintf(out, " backoff_s=%.1f", h->backoff_until - now);
             /* Only opportunistic upstreams live in the probe table. */
-            if (!t || u->tls != SERVER_TLS_OPPORTUNISTIC) {
+            if (u->tls != SERVER_TLS_OPPORTUNISTIC) {
                 fputs(u->tls == SERVER_TLS_STRICT ? " dot=always\n" : " dot=off\n", out);
                 continue;
             }
@@ -471,7 +466,7 @@ static int cmd_dump_probes(struct control *c, struct control_client *cl, int arg
     if (json) {
         fputs("[", out);
         bool first = true;
-        for (const struct probe_entry *e = t ? probe_table_first(t) : NULL; e; e = probe_table_next(t, e)) {
+        for (const struct probe_entry *e = probe_table_first(t); e; e = probe_table_next(t, e)) {
             fputs(first ? "\n" : ",\n", out);
             json_entry(out, t, e);
             first = false;
@@ -479,18 +474,10 @@ static int cmd_dump_probes(struct control *c, struct control_client *cl, int arg
         fputs(first ? "]\n" : "\n]\n", out);
         return 0;
     }
-    if (t)
-        return probe_table_dump(t, out) < 0 ? (snprintf(err, errsz, "answer too large"), -1) : 0;
-    /* DoT is off: the same header with no entries, so parsers still work. */
-    struct probe_policy pol;
-    probe_policy_defaults(&pol);
-    struct probe_table *empty = probe_table_new(&pol, 0);
-    if (!empty) {
-        snprintf(err, errsz, "out of memory");
+    if (probe_table_dump(t, out) < 0) {
+        snprintf(err, errsz, "answer too large");
         return -1;
     }
-    probe_table_dump(empty, out);
-    probe_table_free(empty);
     return 0;
 }
 
@@ -506,15 +493,11 @@ static int cmd_probe(struct control *c, struct control_client *cl, int argc, cha
     }
     net_ip_str(&ip, ipbuf, sizeof ipbuf);
     const char *zone = upstream_zone(c->px->view ? c->px->view->routes : NULL, &ip);
-    const struct probe_entry *e = t ? probe_table_find(t, &ip) : NULL;
+    const struct probe_entry *e = probe_table_find(t, &ip);
     if (!zone && e)
         zone = probe_entry_zone(t, e); /* seen on the data path (transparent mode) */
     if (!zone) {
         snprintf(err, errsz, "unknown upstream IP %s", ipbuf);
-        return -1;
-    }
-    if (!t) {
-        snprintf(err, errsz, "DoT is off: there is no probe table");
         return -1;
     }
     if (probe_table_request(t, &ip, zone, control_now(c), true) < 0) {
@@ -536,10 +519,6 @@ static int cmd_forget(struct control *c, struct control_client *cl, int argc, ch
     bool all = strcmp(argv[0], "all") == 0;
     if (!all && parse_ip(argv[0], &ip) < 0) {
         snprintf(err, errsz, "'%s' is not an IP address or 'all'", clean(argv[0], tmp, sizeof tmp));
-        return -1;
-    }
-    if (!t) {
-        snprintf(err, errsz, "DoT is off: there is no probe table");
         return -1;
     }
     if (all) {

@@ -42,7 +42,7 @@ const struct net_addr *metrics_http_addr(const struct metrics_http *m);
 /* What /metrics shows, gathered from the proxy at request time. */
 struct metrics_snapshot {
     const struct stats *stats;          /* borrowed */
-    const struct probe_table *probes;   /* borrowed, may be NULL */
+    const struct probe_table *probes;   /* borrowed */
     unsigned inflight, tcp_clients, dot_connections;
     bool draining;
     double started;

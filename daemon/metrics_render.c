@@ -149,8 +149,7 @@ static void render_counters(FILE *f, const struct stats *s)
 
 static void render_probes(FILE *f, const struct probe_table *t)
 {
-    static const struct probe_counters zero;
-    const struct probe_counters *pc = t ? probe_table_totals(t) : &zero;
+    const struct probe_counters *pc = probe_table_totals(t);
 
     family(f, "dotward_probes_started_total", "counter", "DoT probes started.");
     fprintf(f, "dotward_probes_started_total %" PRIu64 "\n", pc->probes);
@@ -166,11 +165,11 @@ static void render_probes(FILE *f, const struct probe_table *t)
     family(f, "dotward_probe_entries", "gauge", "Entries of the per-IP DoT table, by status.");
     for (int st = 0; st < PROBE_STATUS_MAX; st++)
         fprintf(f, "dotward_probe_entries{status=\"%s\"} %zu\n", probe_status_str((enum probe_status)st),
-                t ? probe_table_count(t, (enum probe_status)st) : 0);
+                probe_table_count(t, (enum probe_status)st));
     family(f, "dotward_probes_running", "gauge", "DoT probes running now.");
-    fprintf(f, "dotward_probes_running %u\n", t ? probe_table_running(t) : 0);
+    fprintf(f, "dotward_probes_running %u\n", probe_table_running(t));
     family(f, "dotward_probes_queued", "gauge", "DoT probes waiting for a free slot.");
-    fprintf(f, "dotward_probes_queued %u\n", t ? probe_table_queued(t) : 0);
+    fprintf(f, "dotward_probes_queued %u\n", probe_table_queued(t));
 }
 
 /* Upstreams are shared between zones: each is counted once. */

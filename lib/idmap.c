@@ -91,13 +91,6 @@ void *idmap_del(struct idmap *m, uint64_t key)
     return value;
 }
 
-void idmap_clear(struct idmap *m)
-{
-    if (m->cap)
-        memset(m->slots, 0, m->cap * sizeof *m->slots);
-    m->used = 0;
-}
-
 void idmap_free(struct idmap *m)
 {
     free(m->slots);

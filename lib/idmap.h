@@ -21,7 +21,6 @@ void *idmap_get(const struct idmap *m, uint64_t key);
 int idmap_put(struct idmap *m, uint64_t key, void *value);   /* 0, or -1 on no memory */
 /* Removes `key`; returns its value or NULL. */
 void *idmap_del(struct idmap *m, uint64_t key);
-void idmap_clear(struct idmap *m);
 void idmap_free(struct idmap *m);
 
 #endif

@@ -23,21 +23,6 @@ int ip_key_of(const struct net_addr *a, struct ip_key *k)
     return -1;
 }
 
-void ip_key_addr(const struct ip_key *k, uint16_t port, struct net_addr *out)
-{
-    memset(out, 0, sizeof *out);
-    if (k->family == 4) {
-        out->u.in4.sin_family = AF_INET;
-        memcpy(&out->u.in4.sin_addr, k->b, 4);
-        out->len = sizeof out->u.in4;
-    } else {
-        out->u.in6.sin6_family = AF_INET6;
-        memcpy(&out->u.in6.sin6_addr, k->b, 16);
-        out->len = sizeof out->u.in6;
-    }
-    net_addr_set_port(out, port);
-}
-
 uint32_t ip_key_hash(const struct ip_key *k, uint32_t seed, uint32_t extra)
 {
     uint32_t h = seed ^ k->family ^ (extra * 0x9e3779b9u);

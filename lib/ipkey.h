@@ -17,8 +17,6 @@ struct ip_key {
 
 /* Returns 0, or -1 (k zeroed) if `a` is not IPv4 or IPv6. */
 int ip_key_of(const struct net_addr *a, struct ip_key *k);
-/* The address of `k` with `port`, into `out`. */
-void ip_key_addr(const struct ip_key *k, uint16_t port, struct net_addr *out);
 
 static inline bool ip_key_equal(const struct ip_key *a, const struct ip_key *b)
 {

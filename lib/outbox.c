@@ -93,8 +93,3 @@ void outbox_flush(struct outbox *ob)
     flush_slots(ob);
 }
 
-void outbox_discard(struct outbox *ob)
-{
-    flusher_cancel(ob->flusher, &ob->item);
-    ob->n = 0;
-}

@@ -31,7 +31,5 @@ void outbox_init(struct outbox *ob, struct flusher *fl, int fd, uint64_t *send_e
 int outbox_add(struct outbox *ob, const struct net_addr *to, const uint8_t *msg, size_t len);
 /* Sends everything queued on this outbox now. */
 void outbox_flush(struct outbox *ob);
-/* Drops anything queued (the socket is closing). */
-void outbox_discard(struct outbox *ob);
 
 #endif

@@ -39,7 +39,6 @@ void tls_ctx_free(struct tls_ctx *ctx);
 /* Loads the system CA store into an existing context (it takes tens of
  * milliseconds: done after start-up, off the path to the first answer). */
 int tls_ctx_load_system_ca(struct tls_ctx *ctx, char *err, size_t errsz);
-enum tls_mode tls_ctx_mode(const struct tls_ctx *ctx);
 
 /* `fd`: a connected (or connecting) non-blocking TCP socket, borrowed.
  * `auth_name`: strict mode: the name to verify and send as SNI (required);
@@ -58,7 +57,6 @@ enum tls_io {
     TLS_IO_CLOSED = -3,      /* peer closed (close_notify or TCP FIN) */
     TLS_IO_ERROR = -4,       /* see tls_error() */
 };
-const char *tls_io_str(int r);
 
 /* Drives the handshake: TLS_IO_OK once done, else a negative tls_io. */
 int tls_handshake(struct tls_conn *c);

@@ -262,8 +262,6 @@ void tls_ctx_free(struct tls_ctx *t)
     wolfSSL_Cleanup();
 }
 
-enum tls_mode tls_ctx_mode(const struct tls_ctx *t) { return t->mode; }
-
 struct tls_conn *tls_conn_new(struct tls_ctx *t, int fd, const char *auth_name,
                               const struct tls_session *resume)
 {
@@ -309,18 +307,6 @@ void tls_conn_free(struct tls_conn *c)
         wolfSSL_free(c->ssl);
     free(c->wbuf);
     free(c);
-}
-
-const char *tls_io_str(int r)
-{
-    switch (r) {
-    case TLS_IO_OK: return "ok";
-    case TLS_IO_WANT_READ: return "want read";
-    case TLS_IO_WANT_WRITE: return "want write";
-    case TLS_IO_CLOSED: return "closed";
-    case TLS_IO_ERROR: return "error";
-    }
-    return r > 0 ? "data" : "?";
 }
 
 /* Maps a failed wolfSSL call to tls_io and records the error text. */

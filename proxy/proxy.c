@@ -51,21 +51,20 @@ static void tx_abort(void *arg, enum try_kind kind, struct treq *r, enum probe_o
 static void dot_outcome(void *arg, const struct net_addr *ip, enum probe_outcome o, const char *reason)
 {
     struct proxy *px = arg;
-    if (px->probes)
-        probe_table_dot_result(px->probes, ip, o, reason, ev_now(px->loop));
+    probe_table_dot_result(px->probes, ip, o, reason, ev_now(px->loop));
 }
 
 static const struct tls_session *session_get(void *arg, const struct net_addr *ip)
 {
     struct proxy *px = arg;
-    const struct probe_entry *e = px->probes ? probe_table_find(px->probes, ip) : NULL;
+    const struct probe_entry *e = probe_table_find(px->probes, ip);
     return e ? e->session : NULL;
 }
 
 static void session_put(void *arg, const struct net_addr *ip, struct tls_session *s)
 {
     struct proxy *px = arg;
-    struct probe_entry *e = px->probes ? probe_table_find(px->probes, ip) : NULL;
+    struct probe_entry *e = probe_table_find(px->probes, ip);
     if (e)
         probe_table_set_session(e, s);
     else

@@ -39,7 +39,7 @@ struct proxy {
     struct stats stats;
     struct flusher flusher;
     struct health_table *health;     /* owned: route tables pin their servers here */
-    struct probe_table *probes;      /* borrowed, may be NULL */
+    struct probe_table *probes;      /* borrowed */
     struct udp_pool *udp;
     struct conns *conns;
     struct query_pool *queries;
@@ -55,7 +55,7 @@ struct proxy {
     void *drained_arg;
 };
 
-/* `probes` is borrowed (may be NULL: no DoT upgrade). NULL on no memory. */
+/* `probes` is borrowed and outlives the proxy. NULL on no memory. */
 struct proxy *proxy_new(struct ev_loop *loop, struct probe_table *probes);
 /* Answers what is in flight with SERVFAIL and frees everything. */
 void proxy_free(struct proxy *px);

@@ -259,7 +259,7 @@ static enum try_kind choose_path(struct query *q, struct route_server *srv, doub
     case SERVER_TLS_STRICT:
         return TRY_DOT;
     case SERVER_TLS_OPPORTUNISTIC:
-        if (probes && srv != q->dot_failed) {
+        if (srv != q->dot_failed) {
             struct probe_entry *e = probe_table_visit(probes, &srv->addr, q->zone->text, now);
             if (e && e->authoritative != !srv->rd)
                 probe_table_set_authoritative(e, !srv->rd);
@@ -381,8 +381,7 @@ static void on_failed(void *arg, struct treq *r, enum probe_outcome why)
         q->dot_failed = srv;
         if (running && start_try(q, srv, q->want_tcp ? TRY_TCP : TRY_UDP, now) == 0) {
             count_fallback(p->env.stats, why);
-            if (p->env.probes)
-                probe_table_count_fallbacks(p->env.probes, &srv->addr, 1);
+            probe_table_count_fallbacks(p->env.probes, &srv->addr, 1);
             return;
         }
     } else {

@@ -59,7 +59,7 @@ struct query_env {
     struct ev_loop *loop;
     struct rng *rng;
     struct stats *stats;
-    struct probe_table *probes;  /* the DoT table, or NULL: no DoT upgrade */
+    struct probe_table *probes;  /* the DoT table */
     struct query_transports tx;
     /* The last query in flight has ended. */
     void (*idle)(void *arg);

@@ -77,7 +77,6 @@ struct stream *stream_new(const struct stream_env *env, const struct net_addr *s
 }
 
 bool stream_is_open(const struct stream *s) { return s->state == STREAM_OPEN; }
-bool stream_is_dead(const struct stream *s) { return s->state == STREAM_DEAD; }
 unsigned stream_inflight(const struct stream *s) { return (unsigned)s->pending.used; }
 enum stream_kind stream_kind(const struct stream *s) { return s->kind; }
 const struct net_addr *stream_addr(const struct stream *s) { return &s->addr; }

@@ -74,7 +74,6 @@ void stream_abort(struct stream *s, enum probe_outcome why, const char *reason);
 int stream_adopt(struct stream *s, int fd, struct tls_conn *conn);
 
 bool stream_is_open(const struct stream *s);   /* TLS/TCP set up */
-bool stream_is_dead(const struct stream *s);
 unsigned stream_inflight(const struct stream *s);
 enum stream_kind stream_kind(const struct stream *s);
 const struct net_addr *stream_addr(const struct stream *s);

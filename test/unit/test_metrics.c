@@ -419,9 +419,12 @@ static void test_probe_metrics(void **state)
     expect_line(&t, "dotward_probes_queued 0");
     text_free(&t);
 
-    /* No probe table (not set up): zeros, same families. */
+    /* An empty table: zeros, same families. */
     probe_table_free(px->probes);
-    px->probes = NULL;
+    struct probe_policy pol;
+    probe_policy_defaults(&pol);
+    px->probes = probe_table_new(&pol, 1);
+    assert_non_null(px->probes);
     render(px, T0, &t);
     expect_line(&t, "dotward_probes_started_total 0");
     expect_line(&t, "dotward_probe_entries{status=\"good\"} 0");

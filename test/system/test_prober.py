@@ -3,7 +3,7 @@
 Every server listens on 127.77.N.x (N from the pid, so parallel runs do not
 collide) or inside a network namespace this file creates; nothing leaves the
 host. Needs root (port 853, ip netns, nft) and the probe_cli binary
-(PROBE_CLI, set by meson). Run: /usr/bin/python3 -m pytest test/dot -q
+(PROBE_CLI, set by scripts/test). Run: /usr/bin/python3 -m pytest test/system/test_prober.py -q
 """
 import os
 import re
@@ -20,7 +20,7 @@ import dns.message
 import dns.rcode
 import pytest
 
-PROBE_CLI = os.environ.get("PROBE_CLI", "build/test/dot/probe_cli")
+PROBE_CLI = os.environ.get("PROBE_CLI", "build/test/system/probe_cli")
 NET = "127.77.%d." % (os.getpid() % 250 + 1)
 TIMEOUT = 1.0  # the probe timeout used throughout
 

@@ -1,4 +1,4 @@
-/* test/dot/probe_cli.c: run DoT probes against one IP and print what each
+/* test/system/probe_cli.c: run DoT probes against one IP and print what each
  * saw, one line per probe. Used by test_prober.py; handy by hand too:
  *   probe_cli [-t SECONDS] [-z ZONE] [-n COUNT] [-c CAFILE] [-s] [-S NAME] [-R] [-a]
  *             [-x SECONDS [-F]] [-v] IP [PORT]
