@@ -8,6 +8,7 @@
 
 #include "config/config.h"
 #include "daemon/control.h"
+#include "lib/acceptor.h"
 #include "proxy/listener.h"
 #include "lib/log.h"
 #include "daemon/metrics_http.h"
@@ -22,6 +23,7 @@
 
 struct app {
     struct ev_loop *loop;
+    struct fd_waiters *waiters;    /* the loop's; borrowed by control and metrics */
     const char *config_path;
     struct config_overrides ov;
     const char *listen_args[MAX_ARGS];
@@ -125,7 +127,7 @@ static int control_update(struct app *app)
     if (!want)
         return 0;
     struct control_hooks hooks = { .reload = control_reload, .arg = app };
-    px->control = control_new(px, want, &hooks);
+    px->control = control_new(px, app->waiters, want, &hooks);
     return px->control ? 0 : -1;
 }
 
@@ -354,6 +356,12 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     app.loop = ev_default_loop(EVFLAG_AUTO);
+    app.waiters = fd_waiters_new(app.loop);
+    if (!app.waiters) {
+        log_err("out of memory");
+        config_free(cfg);
+        return 1;
+    }
     struct { ev_signal *w; int sig; } sigs[] = {
         { &app.sig_term, SIGTERM }, { &app.sig_int, SIGINT }, { &app.sig_hup, SIGHUP }, { &app.sig_usr1, SIGUSR1 },
     };
@@ -382,6 +390,7 @@ int main(int argc, char **argv)
         proxy_free(app.px);
         log_notice("stopped");
     }
+    fd_waiters_free(app.waiters);
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
         ev_signal_stop(app.loop, sigs[i].w);
     ev_loop_destroy(app.loop);
