@@ -157,7 +157,7 @@ static void start_done(void *arg, const struct config *cfg_const, struct route_t
         return;
     }
     app->px->on_drained = on_drained;
-    if (metrics_http_apply(&app->metrics, app->px, cfg) < 0) {
+    if (metrics_http_apply(&app->metrics, app->px, app->waiters, cfg) < 0) {
         start_failed(app);
         return;
     }
@@ -203,7 +203,7 @@ static void reload_done(void *arg, const struct config *cfg_const, struct route_
             log_notice("reloaded %s", app->config_path ? app->config_path : "the configuration");
             log_started(app->px);
             control_update(app);
-            if (metrics_http_apply(&app->metrics, app->px, app->px->cfg) < 0)
+            if (metrics_http_apply(&app->metrics, app->px, app->waiters, app->px->cfg) < 0)
                 log_err("reload: keeping the previous metrics endpoint");
             proxy_start_probing(app->px);
         }
