@@ -73,7 +73,7 @@ static void routes_done(void *arg, struct route_table *routes)
         finish(b, false);
         return;
     }
-    if (metrics_needed(b) && !(b->g.metrics = metrics_http_new(b->px, &b->g.cfg->metrics_listen))) {
+    if (metrics_needed(b) && !(b->g.metrics = metrics_http_new(b->px, b->px->waiters, &b->g.cfg->metrics_listen))) {
         finish(b, false);
         return;
     }

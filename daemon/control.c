@@ -19,7 +19,9 @@
 #include <unistd.h>
 
 #include "daemon/control_proto.h"
+#include "lib/acceptor.h"
 #include "lib/log.h"
+#include "lib/peer.h"
 #include "probe/table.h"
 #include "proxy/health.h"
 #include "proxy/listener.h"
@@ -28,44 +30,46 @@
 #include "proxy/view.h"
 #include "version.h"
 
-/* A client has this long to send its line, and each write of the answer
- * this long to make progress. */
+/* A client has this long before its first byte, its line this long from
+ * its first byte, and its answer this long for each bit of send progress. */
 #define CONTROL_TIMEOUT 2.0
 /* Largest answer. A full DoT table (4096 entries) as JSON is about 3 MB. */
 #define CONTROL_MAX_OUTPUT (8u << 20)
-/* accept() failing for lack of descriptors: retry after this long rather
- * than spin on a listening socket that stays readable. */
-#define CONTROL_ACCEPT_PAUSE 1.0
 
-/* The answer being built and sent. Commands write to it through a FILE
- * (fopencookie) that fails once the buffer would pass CONTROL_MAX_OUTPUT. */
+static const struct peer_limits client_limits = {
+    .idle = CONTROL_TIMEOUT,
+    .message = CONTROL_TIMEOUT,
+    .write = CONTROL_TIMEOUT,
+    .max_in = CONTROL_MAX_LINE,
+};
+
+/* The answer being built. Commands write to it through a FILE
+ * (fopencookie) that fails once the buffer would pass CONTROL_MAX_OUTPUT;
+ * the peer then takes a copy to send. */
 struct control_out {
     char *data;
-    size_t len, cap, sent;
+    size_t len, cap;
     bool overflow, nomem;
 };
 
 struct control_client {
+    struct peer peer;
     struct control_client *prev, *next;
-    struct control *ctl;
-    int fd;
+    struct control *ctl;             /* NULL once the control has gone */
     uid_t uid;                       /* peer's uid (SO_PEERCRED), for the log */
-    ev_io rio, wio;
-    ev_timer timer;
-    bool writing;                    /* the answer is queued: no more reading */
-    size_t in_len;
-    char in[CONTROL_MAX_LINE + 1];   /* + 1 for the terminating NUL */
+    bool replied;                    /* one command per connection */
+    char line[CONTROL_MAX_LINE + 1]; /* + 1 for the terminating NUL */
     struct control_out out;
 };
 
 struct control {
     struct proxy *px;
+    struct fd_waiters *waiters;      /* borrowed */
     char *path;
     int fd;
     dev_t dev;                       /* of the socket file we bound, so we */
     ino_t ino;                       /* never unlink someone else's */
-    ev_io io;
-    ev_timer pause;
+    struct acceptor *acc;
     struct control_hooks hooks;
     struct control_client *clients;
     unsigned n_clients;
@@ -94,7 +98,6 @@ static const struct control_cmd control_cmds[] = {
 #undef CONTROL_ROW
 };
 
-static void client_close(struct control_client *cl);
 static void control_destroy(struct control *c);
 
 /* ---- output buffer ------------------------------------------------------- */
@@ -582,36 +585,18 @@ static int cmd_help(struct control *c, struct control_client *cl, int argc, char
 
 /* ---- clients ------------------------------------------------------------- */
 
-static void client_flush(struct control_client *cl)
-{
-    struct control_out *o = &cl->out;
-    while (o->sent < o->len) {
-        ssize_t n = send(cl->fd, o->data + o->sent, o->len - o->sent, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                ev_io_start(cl->ctl->px->loop, &cl->wio);
-                return;
-            }
-            log_debug("control: send: %s", strerror(errno));
-            client_close(cl);
-            return;
-        }
-        o->sent += (size_t)n;
-        /* the timeout is for a client that stops reading, not for a big answer */
-        ev_timer_again(cl->ctl->px->loop, &cl->timer);
-    }
-    client_close(cl);
-}
-
+/* Hands the answer to the peer (which copies it) and stops reading: one
+ * command per connection. The peer writes it out; drained() closes. */
 static void client_reply(struct control_client *cl)
 {
-    cl->writing = true;
-    ev_io_stop(cl->ctl->px->loop, &cl->rio);
-    cl->timer.repeat = CONTROL_TIMEOUT;
-    ev_timer_again(cl->ctl->px->loop, &cl->timer);
-    client_flush(cl);
+    size_t len;
+    peer_in(&cl->peer, &len);
+    peer_consume(&cl->peer, len);
+    peer_pause(&cl->peer, true);
+    cl->replied = true;
+    peer_send(&cl->peer, cl->out.data, cl->out.len);
+    free(cl->out.data);
+    memset(&cl->out, 0, sizeof cl->out);
 }
 
 static void client_error(struct control_client *cl, const char *msg)
@@ -620,13 +605,13 @@ static void client_error(struct control_client *cl, const char *msg)
     client_reply(cl);
 }
 
-/* Splits the line in place into words; runs the command into cl->out. */
+/* Splits cl->line in place into words; runs the command into cl->out. */
 static void client_dispatch(struct control_client *cl)
 {
     struct control *c = cl->ctl;
     char *argv[CONTROL_MAX_ARGS + 1], tmp[80], msg[300];
     int argc = 0;
-    char *p = cl->in;
+    char *p = cl->line;
 
     for (char *q = p; *q; q++) {
         if ((unsigned char)*q < 0x20 && *q != '\t' && *q != '\r') {
@@ -686,163 +671,147 @@ static void client_dispatch(struct control_client *cl)
     else if (failed || cl->out.overflow || cl->out.nomem)
         out_error(&cl->out, cl->out.overflow ? "answer too large" : "out of memory");
     if (c->free_pending) {
-        /* A hook freed the control meanwhile. The answer is short: one
-         * try without waiting, then everything goes. */
-        ssize_t r = send(cl->fd, cl->out.data, cl->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        (void)r;
+        /* A hook freed the control meanwhile. The answer is short: the
+         * peer sends what it can at once, then everything goes. */
+        client_reply(cl);
         control_destroy(c);
         return;
     }
     client_reply(cl);
 }
 
-static void client_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* The line, without its newline, into cl->line; then the command. */
+static void client_line(struct control_client *cl, const uint8_t *data, size_t len)
 {
-    struct control_client *cl = w->data;
-    size_t room = CONTROL_MAX_LINE - cl->in_len;
-    ssize_t n = recv(cl->fd, cl->in + cl->in_len, room, 0);
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-            return;
-        client_close(cl);
+    if (memchr(data, 0, len)) {
+        client_error(cl, "NUL byte in the command line");
         return;
     }
-    if (n == 0) {
-        /* EOF: a last line without a newline still counts ("printf stats | nc -U"). */
-        if (cl->in_len == 0) {
-            client_close(cl);
-            return;
-        }
-        if (memchr(cl->in, 0, cl->in_len)) {
-            client_error(cl, "NUL byte in the command line");
-            return;
-        }
-        cl->in[cl->in_len] = 0;
-        client_dispatch(cl);
+    memcpy(cl->line, data, len);
+    cl->line[len] = 0;
+    client_dispatch(cl);
+}
+
+static void client_input(void *arg, struct peer *p)
+{
+    struct control_client *cl = arg;
+    size_t len;
+    const uint8_t *data = peer_in(p, &len);
+    if (cl->replied) {
+        peer_consume(p, len);
         return;
     }
-    char *nl = memchr(cl->in + cl->in_len, '\n', (size_t)n);
-    cl->in_len += (size_t)n;
+    const uint8_t *nl = memchr(data, '\n', len);
     if (nl) {
-        *nl = 0;
-        if (memchr(cl->in, 0, (size_t)(nl - cl->in))) {
-            client_error(cl, "NUL byte in the command line");
-            return;
-        }
-        client_dispatch(cl);
-        return;
-    }
-    if (cl->in_len >= CONTROL_MAX_LINE) {
+        client_line(cl, data, (size_t)(nl - data));
+    } else if (len >= CONTROL_MAX_LINE) {
         char msg[80];
         snprintf(msg, sizeof msg, "command line too long (at most %d bytes)", CONTROL_MAX_LINE);
         client_error(cl, msg);
     }
 }
 
-static void client_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* A last line without a newline still counts ("printf stats | nc -U"). */
+static void client_eof(void *arg, struct peer *p)
 {
-    struct control_client *cl = w->data;
-    ev_io_stop(loop, w);
-    client_flush(cl);
-}
-
-static void client_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    struct control_client *cl = w->data;
-    if (cl->writing) {
-        log_debug("control: client stopped reading its answer; closing");
-        client_close(cl);
+    struct control_client *cl = arg;
+    size_t len;
+    const uint8_t *data = peer_in(p, &len);
+    if (len == 0 || cl->replied) {
+        peer_close(p, PEER_EOF);
         return;
     }
-    client_error(cl, "timed out waiting for a command line");
+    client_line(cl, data, len);
 }
 
-static void client_close(struct control_client *cl)
+/* Silent before the line, or the line unfinished: both get an answer. */
+static void client_timeout(void *arg, struct peer *p, enum peer_why why)
 {
-    struct control *c = cl->ctl;
-    ev_io_stop(c->px->loop, &cl->rio);
-    ev_io_stop(c->px->loop, &cl->wio);
-    ev_timer_stop(c->px->loop, &cl->timer);
-    /* Unread input would turn the client's end of our answer into
-     * ECONNRESET on some systems: take what is there (bounded). */
-    char sink[1024];
-    for (int i = 0; i < 16 && recv(cl->fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++)
-        ;
-    close(cl->fd);
+    struct control_client *cl = arg;
+    if (!cl->replied)
+        client_error(cl, "timed out waiting for a command line");
+}
+
+static void client_drained(void *arg, struct peer *p)
+{
+    peer_close(p, PEER_OWNER);
+}
+
+static void client_unlink(struct control *c, struct control_client *cl)
+{
     if (cl->prev)
         cl->prev->next = cl->next;
     else
         c->clients = cl->next;
     if (cl->next)
         cl->next->prev = cl->prev;
+    cl->prev = cl->next = NULL;
     c->n_clients--;
+    cl->ctl = NULL;
+}
+
+static void client_closed(void *arg, struct peer *p, enum peer_why why)
+{
+    struct control_client *cl = arg;
+    if (why == PEER_WRITE_TIMEOUT)
+        log_debug("control: client stopped reading its answer; closed");
+    if (cl->ctl)
+        client_unlink(cl->ctl, cl);
     free(cl->out.data);
     free(cl);
 }
 
-static void client_new(struct control *c, int fd)
+static const struct peer_ops client_ops = {
+    .input = client_input,
+    .eof = client_eof,
+    .timeout = client_timeout,
+    .drained = client_drained,
+    .closed = client_closed,
+};
+
+/* ---- the listening socket ------------------------------------------------ */
+
+/* Closes a connection it will not serve; a full house is told why. */
+static void refuse(struct control *c, int fd, bool full)
 {
+    static const char busy[] = "error: too many control clients, try again\n";
+    if (full) {
+        ssize_t r = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)r;
+    }
+    close(fd);
+    fd_waiters_released(c->waiters);
+    if (full)
+        log_limited(&c->loglim, LOG_LVL_WARN, "control socket %s: %d clients already; refused one", c->path,
+                    CONTROL_MAX_CLIENTS);
+    else
+        log_limited(&c->loglim, LOG_LVL_WARN, "control socket %s: out of memory; refused one", c->path);
+}
+
+static void control_accept(void *arg, int fd, const struct net_addr *peer)
+{
+    struct control *c = arg;
+    if (c->n_clients >= CONTROL_MAX_CLIENTS) {
+        refuse(c, fd, true);
+        return;
+    }
     struct control_client *cl = calloc(1, sizeof *cl);
     if (!cl) {
-        close(fd);
+        refuse(c, fd, false);
         return;
     }
     cl->ctl = c;
-    cl->fd = fd;
     cl->uid = (uid_t)-1;
     struct ucred cred;
     socklen_t clen = sizeof cred;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0)
         cl->uid = cred.uid;
-    ev_io_init(&cl->rio, client_read_cb, fd, EV_READ);
-    ev_io_init(&cl->wio, client_write_cb, fd, EV_WRITE);
-    ev_timer_init(&cl->timer, client_timeout_cb, 0, CONTROL_TIMEOUT);
-    cl->rio.data = cl->wio.data = cl->timer.data = cl;
     cl->next = c->clients;
     if (c->clients)
         c->clients->prev = cl;
     c->clients = cl;
     c->n_clients++;
-    ev_io_start(c->px->loop, &cl->rio);
-    ev_timer_again(c->px->loop, &cl->timer);
-}
-
-/* ---- the listening socket ------------------------------------------------ */
-
-static void pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    struct control *c = w->data;
-    ev_io_start(loop, &c->io);
-}
-
-static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-    struct control *c = w->data;
-    for (int i = 0; i < CONTROL_MAX_CLIENTS; i++) {
-        int fd = accept4(c->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                log_limited(&c->loglim, LOG_LVL_WARN, "control socket %s: accept: %s; pausing", c->path,
-                            strerror(errno));
-                ev_io_stop(loop, &c->io);
-                ev_timer_set(&c->pause, CONTROL_ACCEPT_PAUSE, 0);
-                ev_timer_start(loop, &c->pause);
-            }
-            return;
-        }
-        if (c->n_clients >= CONTROL_MAX_CLIENTS) {
-            static const char busy[] = "error: too many control clients, try again\n";
-            ssize_t r = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-            (void)r;
-            close(fd);
-            log_limited(&c->loglim, LOG_LVL_WARN, "control socket %s: %d clients already; refused one", c->path,
-                        CONTROL_MAX_CLIENTS);
-            continue;
-        }
-        client_new(c, fd);
-    }
+    peer_init(&cl->peer, c->px->loop, fd, peer, &client_limits, &client_ops, cl, c->waiters);
 }
 
 /* A socket file left at `path`: remove it if nothing listens on it. */
@@ -880,7 +849,8 @@ static int control_clear_path(const char *path, const struct sockaddr_un *sun)
     return 0;
 }
 
-struct control *control_new(struct proxy *px, const char *path, const struct control_hooks *hooks)
+struct control *control_new(struct proxy *px, struct fd_waiters *waiters, const char *path,
+                            const struct control_hooks *hooks)
 {
     struct control *c = calloc(1, sizeof *c);
     struct sockaddr_un sun;
@@ -891,6 +861,7 @@ struct control *control_new(struct proxy *px, const char *path, const struct con
     }
     c->fd = -1;
     c->px = px;
+    c->waiters = waiters;
     if (hooks)
         c->hooks = *hooks;
     if (!(c->path = strdup(path))) {
@@ -930,11 +901,13 @@ struct control *control_new(struct proxy *px, const char *path, const struct con
         unlink(path);
         goto fail;
     }
-    ev_io_init(&c->io, accept_cb, c->fd, EV_READ);
-    c->io.data = c;
-    ev_timer_init(&c->pause, pause_cb, CONTROL_ACCEPT_PAUSE, 0);
-    c->pause.data = c;
-    ev_io_start(px->loop, &c->io);
+    char name[sizeof sun.sun_path + 32];
+    snprintf(name, sizeof name, "control socket %s", path);
+    if (!(c->acc = acceptor_new(px->loop, c->fd, waiters, control_accept, c, name))) {
+        log_err("control socket %s: out of memory", path);
+        unlink(path);
+        goto fail;
+    }
     log_info("control socket on %s", path);
     return c;
 fail:
@@ -953,10 +926,14 @@ const char *control_path(const struct control *c)
 static void control_destroy(struct control *c)
 {
     struct stat st;
-    while (c->clients)
-        client_close(c->clients);
-    ev_io_stop(c->px->loop, &c->io);
-    ev_timer_stop(c->px->loop, &c->pause);
+    /* Unlinked first: a client whose callback is on the stack (the command
+     * that freed us) hears closed() only after we are gone. */
+    while (c->clients) {
+        struct control_client *cl = c->clients;
+        client_unlink(c, cl);
+        peer_close(&cl->peer, PEER_SHUTDOWN);
+    }
+    acceptor_free(c->acc);
     close(c->fd);
     if (lstat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
         unlink(c->path);

@@ -7,10 +7,11 @@
  * command arrives, so a reload or a DoT table that comes and goes is seen
  * by the next command. Never blocks the loop: every client has a read
  * timeout, a bounded output buffer written on EV_WRITE, and at most
- * CONTROL_MAX_CLIENTS are served at once. */
+ * CONTROL_MAX_CLIENTS are served at once (lib/acceptor.h, lib/peer.h). */
 #ifndef DOTWARD_CONTROL_H
 #define DOTWARD_CONTROL_H
 
+struct fd_waiters;
 struct proxy;
 struct control;
 
@@ -26,9 +27,11 @@ struct control_hooks {
 
 /* Creates the socket at `path` (copied) and starts accepting. A stale
  * socket file is replaced; a live one (something accepts on it) or a
- * file that is not a socket is not. `hooks` may be NULL. Returns NULL
- * after logging on failure. */
-struct control *control_new(struct proxy *px, const char *path, const struct control_hooks *hooks);
+ * file that is not a socket is not. `waiters` (borrowed, the loop's; must
+ * outlive c) resumes accepting once descriptors are free again. `hooks`
+ * may be NULL. Returns NULL after logging on failure. */
+struct control *control_new(struct proxy *px, struct fd_waiters *waiters, const char *path,
+                            const struct control_hooks *hooks);
 /* The socket's path (owned by c), e.g. to tell whether a reload moved it. */
 const char *control_path(const struct control *c);
 /* Closes every client and the socket, and removes the socket file (if it

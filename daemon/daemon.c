@@ -10,6 +10,7 @@
 #include "daemon/dot.h"
 #include "daemon/metrics_http.h"
 #include "daemon/privs.h"
+#include "lib/acceptor.h"
 #include "lib/log.h"
 #include "proxy/proxy.h"
 #include "proxy/route.h"
@@ -76,7 +77,7 @@ static int control_for(struct daemon *d, const struct config *cfg, struct contro
         return 0;
     }
     struct control_hooks hooks = { .reload = control_reload, .arg = d };
-    *out = control_new(d->px, want, &hooks);
+    *out = control_new(d->px, d->waiters, want, &hooks);
     return *out ? 0 : -1;
 }
 
@@ -197,7 +198,8 @@ int daemon_start(struct daemon *d, struct ev_loop *loop, const char *config_path
     d->loop = loop;
     d->config_path = config_path;
     d->ov = ov;
-    if (!(d->dot = dot_new(loop, cfg)) || !(d->px = proxy_new(loop, d->dot->table))) {
+    if (!(d->waiters = fd_waiters_new(loop)) || !(d->dot = dot_new(loop, cfg)) ||
+        !(d->px = proxy_new(loop, d->dot->table, d->waiters))) {
         log_err("cannot start: out of memory");
         config_free(cfg);
         d->exit_code = 1;
@@ -272,6 +274,7 @@ void daemon_fini(struct daemon *d)
     control_free(d->control);
     proxy_free(d->px);
     dot_free(d->dot);
+    fd_waiters_free(d->waiters);
     if (d->serving)
         log_notice("stopped");
     free(d->user);

@@ -15,6 +15,7 @@
 struct build;
 struct control;
 struct dot;
+struct fd_waiters;
 struct metrics_http;
 struct proxy;
 
@@ -22,6 +23,7 @@ struct daemon {
     struct ev_loop *loop;
     const char *config_path;              /* borrowed (argv) */
     const struct config_overrides *ov;    /* borrowed */
+    struct fd_waiters *waiters;           /* the loop's: accepting waits here for descriptors */
     struct proxy *px;
     struct dot *dot;
     struct control *control;

@@ -11,110 +11,78 @@
 
 #include <ev.h>
 
-#include "lib/bytebuf.h"
 #include "config/config.h"
+#include "lib/acceptor.h"
 #include "lib/log.h"
+#include "lib/peer.h"
 #include "proxy/proxy.h"
 #include "proxy/stats.h"
 
-/* Accepted per wake-up, so a connect flood cannot hold the loop. */
-#define METRICS_ACCEPT_BATCH 64
 /* After the response, input is read and thrown away (so closing does not
  * reset the connection and lose the response), up to this much. */
 #define METRICS_LINGER_MAX (64 * 1024)
 
+/* From accept to close, whatever the state; the request fits in max_in. */
+static const struct peer_limits conn_limits = {
+    .lifetime = METRICS_HTTP_DEADLINE,
+    .max_in = METRICS_HTTP_MAX_REQUEST,
+};
+
 enum conn_state { CONN_READ, CONN_WRITE, CONN_LINGER };
 
 struct metrics_conn {
+    struct peer peer;
     struct metrics_conn *prev, *next;   /* m->conns */
-    struct metrics_http *m;
-    int fd;
+    struct metrics_http *m;             /* NULL once the endpoint has gone */
     enum conn_state state;
-    ev_io rio, wio;
-    ev_timer deadline;                  /* from accept to close, whatever the state */
-    size_t req_len, discarded;
-    struct bytebuf out;
-    char req[METRICS_HTTP_MAX_REQUEST];
+    size_t discarded;
 };
 
 struct metrics_http {
     struct proxy *px;                   /* borrowed */
+    struct fd_waiters *waiters;         /* borrowed */
     struct net_addr addr;
     int fd;
-    ev_io io;
+    struct acceptor *acc;
     struct metrics_conn *conns;         /* owned */
     unsigned n_conns;
-    struct log_limit accept_lim, full_lim;
+    struct log_limit full_lim;
 };
 
-static void conn_close(struct metrics_conn *c)
+static void conn_unlink(struct metrics_conn *c)
 {
     struct metrics_http *m = c->m;
-    struct ev_loop *loop = m->px->loop;
-    ev_io_stop(loop, &c->rio);
-    ev_io_stop(loop, &c->wio);
-    ev_timer_stop(loop, &c->deadline);
-    close(c->fd);
     if (c->prev)
         c->prev->next = c->next;
     else
         m->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    c->prev = c->next = NULL;
     m->n_conns--;
-    bytebuf_free(&c->out);
+    c->m = NULL;
+}
+
+static void conn_closed(void *arg, struct peer *p, enum peer_why why)
+{
+    struct metrics_conn *c = arg;
+    if (why == PEER_LIFETIME)
+        log_debug("metrics: connection cut after %.0f s", METRICS_HTTP_DEADLINE);
+    if (c->m)
+        conn_unlink(c);
     free(c);
 }
 
-static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    struct metrics_conn *c = w->data;
-    log_debug("metrics: connection cut after %.0f s", METRICS_HTTP_DEADLINE);
-    conn_close(c);
-}
-
 /* Everything queued is sent: half-close and wait for the client's end. */
-static void conn_linger(struct metrics_conn *c)
+static void conn_drained(void *arg, struct peer *p)
 {
-    struct ev_loop *loop = c->m->px->loop;
-    c->state = CONN_LINGER;
-    ev_io_stop(loop, &c->wio);
-    if (shutdown(c->fd, SHUT_WR) < 0) {
-        conn_close(c);
+    struct metrics_conn *c = arg;
+    if (shutdown(peer_fd(p), SHUT_WR) < 0) {
+        peer_close(p, PEER_ERROR);
         return;
     }
-    ev_io_start(loop, &c->rio);
-}
-
-/* Returns 0 if the queue is empty or waits for EV_WRITE; -1 if c was closed. */
-static int conn_flush(struct metrics_conn *c)
-{
-    while (bytebuf_len(&c->out) > 0) {
-        ssize_t n = send(c->fd, bytebuf_head(&c->out), bytebuf_len(&c->out), MSG_NOSIGNAL);
-        if (n > 0) {
-            bytebuf_consume(&c->out, (size_t)n);
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            ev_io_start(c->m->px->loop, &c->wio);
-            return 0;
-        }
-        conn_close(c);
-        return -1;
-    }
-    conn_linger(c);
-    return 0;
-}
-
-static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    conn_flush(w->data);
+    c->state = CONN_LINGER;
+    peer_pause(p, false);
 }
 
 static const char *status_text(int code)
@@ -139,14 +107,17 @@ static void respond(struct metrics_conn *c, int code, const char *type, const ch
                       "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
                       "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
                       code, status_text(code), type, len, code == 405 ? "Allow: GET\r\n" : "");
-    ev_io_stop(c->m->px->loop, &c->rio);
+    size_t in;
+    peer_in(&c->peer, &in);
+    peer_consume(&c->peer, in);
+    peer_pause(&c->peer, true);
     c->state = CONN_WRITE;
-    if (hl < 0 || (size_t)hl >= sizeof head || bytebuf_append(&c->out, head, (size_t)hl) < 0 ||
-        bytebuf_append(&c->out, body, len) < 0) {
-        conn_close(c);
+    if (hl < 0 || (size_t)hl >= sizeof head) {
+        peer_close(&c->peer, PEER_ERROR);
         return;
     }
-    conn_flush(c);
+    struct iovec iov[2] = { { head, (size_t)hl }, { (void *)body, len } };
+    peer_sendv(&c->peer, iov, 2);
 }
 
 static void respond_text(struct metrics_conn *c, int code, const char *body)
@@ -199,10 +170,10 @@ static bool token_is(const char *p, size_t len, const char *word)
     return len == strlen(word) && memcmp(p, word, len) == 0;
 }
 
-/* The request head is complete in c->req: "METHOD SP TARGET SP HTTP/1.x". */
-static void handle_request(struct metrics_conn *c)
+/* The request head is complete in `req`: "METHOD SP TARGET SP HTTP/1.x". */
+static void handle_request(struct metrics_conn *c, const char *req, size_t req_len)
 {
-    const char *p = c->req, *end = memchr(p, '\n', c->req_len);
+    const char *p = req, *end = memchr(p, '\n', req_len);
     size_t line = (size_t)(end - p);
     if (line > 0 && p[line - 1] == '\r')
         line--;
@@ -237,87 +208,56 @@ static void handle_request(struct metrics_conn *c)
         respond_text(c, 404, "not found\n");
 }
 
-static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
+static void conn_input(void *arg, struct peer *p)
 {
-    (void)loop;
-    (void)revents;
-    struct metrics_conn *c = w->data;
-    if (c->state == CONN_LINGER) {
-        char sink[4096];
-        ssize_t n = read(c->fd, sink, sizeof sink);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        if (n > 0 && (c->discarded += (size_t)n) <= METRICS_LINGER_MAX)
-            return;
-        conn_close(c); /* the client's end, an error, or too much */
+    struct metrics_conn *c = arg;
+    size_t len;
+    const char *req = (const char *)peer_in(p, &len);
+    if (c->state != CONN_READ) {
+        peer_consume(p, len);
+        if ((c->discarded += len) > METRICS_LINGER_MAX)
+            peer_close(p, PEER_OWNER);
         return;
     }
-    size_t room = sizeof c->req - c->req_len;
-    ssize_t n = read(c->fd, c->req + c->req_len, room);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
-    if (n <= 0) {
-        conn_close(c); /* closed or reset before a whole request came */
+    if (head_end(req, len)) {
+        handle_request(c, req, len);
         return;
     }
-    /* The blank line may straddle the previous read. */
-    size_t from = c->req_len > 3 ? c->req_len - 3 : 0;
-    c->req_len += (size_t)n;
-    if (head_end(c->req + from, c->req_len - from)) {
-        handle_request(c);
-        return;
-    }
-    if (c->req_len == sizeof c->req)
+    if (len >= METRICS_HTTP_MAX_REQUEST)
         respond_text(c, 431, "request too large\n");
 }
 
-static void conn_start(struct metrics_http *m, int fd)
+/* EOF (closed before a whole request came, or the client's end after the
+ * answer) closes: no eof hook. */
+static const struct peer_ops conn_ops = {
+    .input = conn_input,
+    .drained = conn_drained,
+    .closed = conn_closed,
+};
+
+static void metrics_accept(void *arg, int fd, const struct net_addr *peer)
 {
-    struct metrics_conn *c = malloc(sizeof *c);
+    struct metrics_http *m = arg;
+    struct metrics_conn *c = m->n_conns < METRICS_HTTP_MAX_CONNS ? calloc(1, sizeof *c) : NULL;
     if (!c) {
+        if (m->n_conns >= METRICS_HTTP_MAX_CONNS)
+            log_limited(&m->full_lim, LOG_LVL_WARN, "metrics: %d connections open, closing a new one",
+                        METRICS_HTTP_MAX_CONNS);
         close(fd);
+        fd_waiters_released(m->waiters);
         return;
     }
-    memset(c, 0, offsetof(struct metrics_conn, req));
     c->m = m;
-    c->fd = fd;
     c->state = CONN_READ;
-    ev_io_init(&c->rio, read_cb, fd, EV_READ);
-    ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
-    ev_timer_init(&c->deadline, deadline_cb, METRICS_HTTP_DEADLINE, 0);
-    c->rio.data = c->wio.data = c->deadline.data = c;
     c->next = m->conns;
     if (m->conns)
         m->conns->prev = c;
     m->conns = c;
     m->n_conns++;
-    ev_io_start(m->px->loop, &c->rio);
-    ev_timer_start(m->px->loop, &c->deadline);
+    peer_init(&c->peer, m->px->loop, fd, peer, &conn_limits, &conn_ops, c, m->waiters);
 }
 
-static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    struct metrics_http *m = w->data;
-    for (int i = 0; i < METRICS_ACCEPT_BATCH; i++) {
-        int fd = accept4(m->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
-                log_limited(&m->accept_lim, LOG_LVL_WARN, "metrics: accept: %s", strerror(errno));
-            return;
-        }
-        if (m->n_conns >= METRICS_HTTP_MAX_CONNS) {
-            log_limited(&m->full_lim, LOG_LVL_WARN, "metrics: %d connections open, closing a new one",
-                        METRICS_HTTP_MAX_CONNS);
-            close(fd);
-            continue;
-        }
-        conn_start(m, fd);
-    }
-}
-
-struct metrics_http *metrics_http_new(struct proxy *px, const struct net_addr *a)
+struct metrics_http *metrics_http_new(struct proxy *px, struct fd_waiters *waiters, const struct net_addr *a)
 {
     char as[NET_ADDRSTRLEN];
     struct metrics_http *m = calloc(1, sizeof *m);
@@ -326,6 +266,7 @@ struct metrics_http *metrics_http_new(struct proxy *px, const struct net_addr *a
         return NULL;
     }
     m->px = px;
+    m->waiters = waiters;
     m->addr = *a;
     m->fd = net_tcp_listen(a, 64);
     if (m->fd < 0) {
@@ -333,9 +274,12 @@ struct metrics_http *metrics_http_new(struct proxy *px, const struct net_addr *a
         free(m);
         return NULL;
     }
-    ev_io_init(&m->io, accept_cb, m->fd, EV_READ);
-    m->io.data = m;
-    ev_io_start(px->loop, &m->io);
+    if (!(m->acc = acceptor_new(px->loop, m->fd, waiters, metrics_accept, m, "metrics"))) {
+        log_err("metrics: out of memory");
+        close(m->fd);
+        free(m);
+        return NULL;
+    }
     log_info("metrics: serving /metrics and /health on http://%s", net_addr_str(a, as, sizeof as));
     return m;
 }
@@ -344,9 +288,12 @@ void metrics_http_free(struct metrics_http *m)
 {
     if (!m)
         return;
-    while (m->conns)
-        conn_close(m->conns);
-    ev_io_stop(m->px->loop, &m->io);
+    while (m->conns) {
+        struct metrics_conn *c = m->conns;
+        conn_unlink(c);
+        peer_close(&c->peer, PEER_SHUTDOWN);
+    }
+    acceptor_free(m->acc);
     close(m->fd);
     free(m);
 }

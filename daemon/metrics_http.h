@@ -9,7 +9,8 @@
  * connection is bounded: a request of at most METRICS_HTTP_MAX_REQUEST
  * bytes (more: 431), METRICS_HTTP_DEADLINE seconds from accept to close
  * (a slow client is cut off), at most METRICS_HTTP_MAX_CONNS connections at
- * once (more are closed at once), and writes queue and wait for EV_WRITE.
+ * once (more are closed at once), and writes queue and wait for EV_WRITE
+ * (lib/acceptor.h, lib/peer.h).
  *
  * No ACL applies: the operator picks the address (loopback, or a pod IP the
  * scraper reaches). The endpoint owns its listening socket and its
@@ -22,6 +23,7 @@
 
 #include "lib/net.h"
 
+struct fd_waiters;
 struct probe_table;
 struct proxy;
 struct stats;
@@ -31,9 +33,10 @@ struct metrics_http;
 #define METRICS_HTTP_MAX_CONNS 32
 #define METRICS_HTTP_DEADLINE 2.0
 
-/* Listens on `a` (copied), watchers on px->loop (px borrowed). Returns NULL
- * after logging. */
-struct metrics_http *metrics_http_new(struct proxy *px, const struct net_addr *a);
+/* Listens on `a` (copied), watchers on px->loop (px borrowed). `waiters`
+ * (borrowed, the loop's; must outlive m) resumes accepting once
+ * descriptors are free again. Returns NULL after logging. */
+struct metrics_http *metrics_http_new(struct proxy *px, struct fd_waiters *waiters, const struct net_addr *a);
 /* Closes the listening socket and every connection. NULL is fine. */
 void metrics_http_free(struct metrics_http *m);
 /* The address it listens on. */

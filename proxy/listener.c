@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "lib/acceptor.h"
 #include "lib/log.h"
 #include "lib/outbox.h"
 #include "proxy/query.h"
@@ -40,25 +41,10 @@ static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-static struct log_limit accept_limit;
-
-static void tcp_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+static void tcp_accepted(void *arg, int fd, const struct net_addr *peer)
 {
-    struct listener *l = w->data;
-    (void)loop;
-    (void)revents;
-    for (int i = 0; i < 64 && l->open; i++) {
-        struct net_addr peer;
-        peer.len = sizeof peer.u.ss;
-        int fd = accept4(l->fd, &peer.u.sa, &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
-                break;
-            log_limited(&accept_limit, LOG_LVL_WARN, "accept: %s", strerror(errno));
-            break;
-        }
-        l->hooks->tcp(l->hooks->arg, l, fd, &peer);
-    }
+    struct listener *l = arg;
+    l->hooks->tcp(l->hooks->arg, l, fd, peer);
 }
 
 bool listener_is_v6_loopback(const struct net_addr *a)
@@ -93,23 +79,40 @@ struct listener *listener_open(const struct listener_hooks *hooks, const struct 
     l->tcp = tcp;
     l->addr = *a;
     l->fd = fd;
-    if (!tcp)
+    if (tcp) {
+        /* Out of descriptors, it waits instead of spinning (lib/acceptor.h). */
+        if (!(l->acceptor = acceptor_new(hooks->loop, fd, hooks->waiters, tcp_accepted, l, name))) {
+            close(fd);
+            free(l);
+            log_err("out of memory");
+            errno = ENOMEM;
+            return NULL;
+        }
+        acceptor_stop(l->acceptor); /* until listener_start */
+    } else {
         outbox_init(l->out, hooks->flusher, fd, &hooks->stats->send_errors);
-    ev_io_init(&l->io, tcp ? tcp_accept_cb : udp_read_cb, fd, EV_READ);
-    l->io.data = l;
+        ev_io_init(&l->io, udp_read_cb, fd, EV_READ);
+        l->io.data = l;
+    }
     return l;
 }
 
 void listener_stop(struct listener *l)
 {
     l->open = false;
-    ev_io_stop(l->hooks->loop, &l->io);
+    if (l->acceptor)
+        acceptor_stop(l->acceptor);
+    else
+        ev_io_stop(l->hooks->loop, &l->io);
 }
 
 void listener_start(struct listener *l)
 {
     l->open = true;
-    ev_io_start(l->hooks->loop, &l->io);
+    if (l->acceptor)
+        acceptor_start(l->acceptor);
+    else
+        ev_io_start(l->hooks->loop, &l->io);
 }
 
 struct listener *listener_ref(struct listener *l)
@@ -123,6 +126,7 @@ void listener_unref(struct listener *l)
     if (!l || --l->refs > 0)
         return;
     listener_stop(l);
+    acceptor_free(l->acceptor);
     if (l->out) {
         outbox_flush(l->out);
         free(l->out);

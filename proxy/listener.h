@@ -14,6 +14,8 @@
 
 #include "lib/net.h"
 
+struct acceptor;
+struct fd_waiters;
 struct flusher;
 struct listener;
 struct outbox;
@@ -29,6 +31,7 @@ struct listener_hooks {
     struct ev_loop *loop;
     struct flusher *flusher;
     struct stats *stats;
+    struct fd_waiters *waiters;
 };
 
 struct listener {
@@ -38,7 +41,8 @@ struct listener {
     bool open;                 /* reading/accepting */
     struct net_addr addr;
     int fd;
-    ev_io io;
+    ev_io io;                  /* UDP */
+    struct acceptor *acceptor; /* TCP: owned */
     struct outbox *out;        /* UDP: batched answers, owned */
 };
 

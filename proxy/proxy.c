@@ -157,18 +157,20 @@ static void apply_settings(struct proxy *px, const struct config *cfg)
     health_table_set_max(px->health, cfg->max_entries);
 }
 
-struct proxy *proxy_new(struct ev_loop *loop, struct probe_table *probes)
+struct proxy *proxy_new(struct ev_loop *loop, struct probe_table *probes, struct fd_waiters *waiters)
 {
     struct proxy *px = calloc(1, sizeof *px);
     if (!px)
         return NULL;
     px->loop = loop;
     px->probes = probes;
+    px->waiters = waiters;
     rng_init(&px->rng);
     flusher_init(&px->flusher, loop);
     ev_init(&px->drain_timer, NULL);
     px->lhooks = (struct listener_hooks){ .udp = udp_received, .tcp = tcp_accepted, .arg = px,
-                                          .loop = loop, .flusher = &px->flusher, .stats = &px->stats };
+                                          .loop = loop, .flusher = &px->flusher, .stats = &px->stats,
+                                          .waiters = waiters };
     struct query_env qe = {
         .loop = loop, .rng = &px->rng, .stats = &px->stats, .probes = probes,
         .tx = { .send = tx_send, .cancel = tx_cancel, .abort = tx_abort, .arg = px },
@@ -191,7 +193,7 @@ struct proxy *proxy_new(struct ev_loop *loop, struct probe_table *probes)
     };
     px->udp = udp_pool_new(loop, &px->rng, &px->stats, &px->flusher, sink, &uo);
     px->conns = conns_new(&se, &co);
-    px->tcp = tcp_clients_new(loop, &px->stats, &to, tcp_received, px);
+    px->tcp = tcp_clients_new(loop, &px->stats, waiters, &to, tcp_received, px, rng_u32(&px->rng));
     if (!px->udp || !px->conns || !px->tcp) {
         proxy_free(px);
         return NULL;

@@ -23,6 +23,7 @@
 
 struct config;
 struct conns;
+struct fd_waiters;
 struct health_table;
 struct probe_table;
 struct query_pool;
@@ -40,6 +41,7 @@ struct proxy {
     struct flusher flusher;
     struct health_table *health;     /* owned: route tables pin their servers here */
     struct probe_table *probes;      /* borrowed */
+    struct fd_waiters *waiters;      /* borrowed: the loop's */
     struct udp_pool *udp;
     struct conns *conns;
     struct query_pool *queries;
@@ -55,8 +57,9 @@ struct proxy {
     void *drained_arg;
 };
 
-/* `probes` is borrowed and outlives the proxy. NULL on no memory. */
-struct proxy *proxy_new(struct ev_loop *loop, struct probe_table *probes);
+/* `probes` and `waiters` (lib/acceptor.h) are borrowed and outlive the
+ * proxy. NULL on no memory. */
+struct proxy *proxy_new(struct ev_loop *loop, struct probe_table *probes, struct fd_waiters *waiters);
 /* Answers what is in flight with SERVFAIL and frees everything. */
 void proxy_free(struct proxy *px);
 

@@ -1,15 +1,15 @@
-/* proxy/tcp_client.c: clients' TCP connections. */
+/* proxy/tcp_client.c: clients' TCP connections on lib/peer.h. */
 #include "proxy/tcp_client.h"
 
-#include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#include "lib/bytebuf.h"
+#include "lib/ipkey.h"
 #include "lib/log.h"
+#include "lib/peer.h"
+#include "lib/wire.h"
 #include "proxy/query.h"
 #include "proxy/stats.h"
 
@@ -17,165 +17,178 @@
 #define TCP_CLIENT_MAX_INFLIGHT 64
 /* Stop reading while this much output waits for a slow reader. */
 #define TCP_CLIENT_MAX_PENDING_OUT (256 * 1024)
+/* A whole message, its length and the start of the next. */
+#define TCP_CLIENT_MAX_IN (2 * (WIRE_MAX_MSG + 2))
+#define SOURCE_BUCKETS 64
+
+/* Connections open from one IP address. */
+struct source {
+    struct source *next;
+    struct ip_key ip;
+    unsigned n;
+};
 
 struct tcp_clients {
     struct ev_loop *loop;
     struct stats *stats;
+    struct fd_waiters *waiters;
     struct tcp_clients_opts opts;
     tcp_clients_recv_fn *recv;
     void *arg;
     struct tcp_client *list;
     unsigned n;
+    uint32_t seed;
+    struct source *sources[SOURCE_BUCKETS];
 };
 
 struct tcp_client {
+    struct peer peer;                /* embedded: its memory is ours */
     struct tcp_client *prev, *next;  /* set->list */
     struct tcp_clients *set;         /* NULL once closed */
-    struct ev_loop *loop;
-    unsigned refs;
-    int fd;
-    ev_io rio, wio;
-    ev_timer idle;
-    struct net_addr peer;
-    struct bytebuf in, out;
+    struct source *source;
+    unsigned refs;                   /* the set's, and one per query in flight */
     unsigned inflight;
-    bool closed;
     bool stop_reading;               /* drain: no new queries */
+    bool eof;                        /* the client sent all it will send */
     bool in_frames;                  /* handle_frames() is on the stack */
 };
 
-static struct tcp_client *tcp_client_ref(struct tcp_client *c);
-static void tcp_client_unref(struct tcp_client *c);
-static void client_close(struct tcp_client *c);
-
-static void update_watchers(struct tcp_client *c)
+static void tcp_client_unref(struct tcp_client *c)
 {
-    struct ev_loop *loop = c->loop;
-    bool want_read = !c->closed && !c->stop_reading && c->inflight < TCP_CLIENT_MAX_INFLIGHT &&
-                     bytebuf_len(&c->out) < TCP_CLIENT_MAX_PENDING_OUT;
-    if (want_read)
-        ev_io_start(loop, &c->rio);
-    else
-        ev_io_stop(loop, &c->rio);
-    if (!c->closed && bytebuf_len(&c->out) > 0)
-        ev_io_start(loop, &c->wio);
-    else
-        ev_io_stop(loop, &c->wio);
-    /* The idle clock runs only while nothing is owed to the client. */
-    if (!c->closed && c->inflight == 0 && bytebuf_len(&c->out) == 0) {
-        if (c->stop_reading) {
-            client_close(c);
-            return;
-        }
-        c->idle.repeat = c->set->opts.idle;
-        ev_timer_again(loop, &c->idle);
-    } else {
-        ev_timer_stop(loop, &c->idle);
-    }
+    if (c && --c->refs == 0)
+        free(c);
+}
+
+/* ---- per-source counts ---- */
+
+static struct source **source_slot(struct tcp_clients *s, const struct ip_key *k)
+{
+    struct source **pp = &s->sources[ip_key_hash(k, s->seed, 0) % SOURCE_BUCKETS];
+    while (*pp && !ip_key_equal(&(*pp)->ip, k))
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static void source_release(struct tcp_clients *s, struct source *src)
+{
+    if (!src || --src->n > 0)
+        return;
+    struct source **pp = source_slot(s, &src->ip);
+    *pp = src->next;
+    free(src);
+}
+
+/* ---- a connection's life ---- */
+
+/* Nothing more will be read and nothing is owed: the connection is done. */
+static void maybe_finish(struct tcp_client *c)
+{
+    if (!peer_closed(&c->peer) && (c->stop_reading || c->eof) && c->inflight == 0 &&
+        peer_out_len(&c->peer) == 0)
+        peer_close(&c->peer, c->eof ? PEER_EOF : PEER_SHUTDOWN);
+}
+
+static void update_reading(struct tcp_client *c)
+{
+    peer_set_owed(&c->peer, c->inflight);
+    peer_pause(&c->peer, c->stop_reading || c->eof || c->inflight >= TCP_CLIENT_MAX_INFLIGHT);
 }
 
 static void handle_frames(struct tcp_client *c)
 {
-    long flen;
     if (c->in_frames)
         return;
     c->in_frames = true;
-    while (!c->closed && !c->stop_reading && c->inflight < TCP_CLIENT_MAX_INFLIGHT &&
-           (flen = bytebuf_frame(&c->in)) >= 0) {
-        const uint8_t *msg = bytebuf_head(&c->in) + 2;
+    c->refs++; /* a query's answer may close the connection meanwhile */
+    while (c->set && !peer_closed(&c->peer) && !c->stop_reading && c->inflight < TCP_CLIENT_MAX_INFLIGHT) {
+        size_t avail;
+        const uint8_t *in = peer_in(&c->peer, &avail);
+        if (avail < 2)
+            break;
+        size_t len = wire_get16(in);
+        if (avail < len + 2)
+            break;
         struct tcp_clients *set = c->set;
         set->stats->queries_tcp++;
         c->inflight++;
-        struct client cl = { .ops = &tcp_client_ops, .conn = c, .peer = c->peer };
+        peer_set_owed(&c->peer, c->inflight);
+        struct client cl = { .ops = &tcp_client_ops, .conn = c, .peer = *peer_addr(&c->peer) };
         /* recv answers or starts a query; both end in the client's done(). */
-        set->recv(set->arg, &cl, msg, (size_t)flen);
-        if (c->closed)
-            break;
-        bytebuf_consume(&c->in, (size_t)flen + 2);
+        set->recv(set->arg, &cl, in + 2, len);
+        peer_consume(&c->peer, len + 2);
+    }
+    if (c->set && !peer_closed(&c->peer)) {
+        update_reading(c);
+        maybe_finish(c);
     }
     c->in_frames = false;
-}
-
-static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-    struct tcp_client *c = w->data;
-    (void)loop;
-    (void)revents;
-    tcp_client_ref(c);
-    uint8_t *p = bytebuf_reserve(&c->in, 4096);
-    if (!p) {
-        client_close(c);
-        goto out;
-    }
-    ssize_t n = read(c->fd, p, 4096);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-        /* Peer closed or reset: answers still owed are dropped. */
-        client_close(c);
-        goto out;
-    }
-    if (n > 0) {
-        bytebuf_commit(&c->in, (size_t)n);
-        handle_frames(c);
-    }
-    if (!c->closed)
-        update_watchers(c);
-out:
     tcp_client_unref(c);
 }
 
-static void flush_out(struct tcp_client *c)
+static void on_input(void *arg, struct peer *p)
 {
-    while (bytebuf_len(&c->out) > 0) {
-        ssize_t n = send(c->fd, bytebuf_head(&c->out), bytebuf_len(&c->out), MSG_NOSIGNAL);
-        if (n > 0) {
-            bytebuf_consume(&c->out, (size_t)n);
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
-        client_close(c);
-        return;
-    }
+    (void)p;
+    handle_frames(arg);
 }
 
-static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* A client may send its queries and half-close: it still gets the answers. */
+static void on_eof(void *arg, struct peer *p)
 {
-    struct tcp_client *c = w->data;
-    (void)loop;
-    (void)revents;
-    tcp_client_ref(c);
-    flush_out(c);
-    if (!c->closed) {
-        update_watchers(c);
-        /* Reading may have paused on a full output queue with frames waiting. */
-        handle_frames(c);
-        if (!c->closed)
-            update_watchers(c);
-    }
-    tcp_client_unref(c);
+    struct tcp_client *c = arg;
+    (void)p;
+    c->eof = true;
+    handle_frames(c);
+    update_reading(c);
+    maybe_finish(c);
 }
 
-static void idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
+static void on_drained(void *arg, struct peer *p)
 {
-    struct tcp_client *c = w->data;
-    (void)loop;
-    (void)revents;
-    client_close(c);
+    (void)p;
+    maybe_finish(arg);
 }
 
-struct tcp_clients *tcp_clients_new(struct ev_loop *loop, struct stats *stats, const struct tcp_clients_opts *o,
-                                    tcp_clients_recv_fn *recv, void *arg)
+static void on_closed(void *arg, struct peer *p, enum peer_why why)
+{
+    struct tcp_client *c = arg;
+    struct tcp_clients *s = c->set;
+    (void)p;
+    if (why == PEER_MESSAGE_TIMEOUT || why == PEER_WRITE_TIMEOUT)
+        s->stats->tcp_clients_timed_out++;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->list = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    s->n--;
+    source_release(s, c->source);
+    c->source = NULL;
+    c->set = NULL;
+    tcp_client_unref(c); /* the set's reference */
+}
+
+static const struct peer_ops client_peer_ops = {
+    .input = on_input, .eof = on_eof, .timeout = NULL, .drained = on_drained, .closed = on_closed,
+};
+
+/* ---- the set ---- */
+
+struct tcp_clients *tcp_clients_new(struct ev_loop *loop, struct stats *stats, struct fd_waiters *waiters,
+                                    const struct tcp_clients_opts *o, tcp_clients_recv_fn *recv, void *arg,
+                                    uint32_t seed)
 {
     struct tcp_clients *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
     s->loop = loop;
     s->stats = stats;
+    s->waiters = waiters;
     s->opts = *o;
     s->recv = recv;
     s->arg = arg;
+    s->seed = seed;
     return s;
 }
 
@@ -187,115 +200,79 @@ void tcp_clients_free(struct tcp_clients *s)
     if (!s)
         return;
     while (s->list)
-        client_close(s->list);
+        peer_close(&s->list->peer, PEER_SHUTDOWN);
     free(s);
+}
+
+/* When full: the client that owes nothing and has been idle, or sending a
+ * partial query, the longest makes room. NULL if every client is busy. */
+static struct tcp_client *eviction_victim(const struct tcp_clients *s)
+{
+    struct tcp_client *best = NULL;
+    double best_since = 0;
+    for (struct tcp_client *c = s->list; c; c = c->next) {
+        if (c->inflight > 0 || peer_out_len(&c->peer) > 0)
+            continue;
+        double since = peer_partial_since(&c->peer);
+        if (since <= 0)
+            since = peer_idle_since(&c->peer);
+        if (since > 0 && (!best || since < best_since)) {
+            best = c;
+            best_since = since;
+        }
+    }
+    return best;
 }
 
 void tcp_clients_accept(struct tcp_clients *s, int fd, const struct net_addr *peer)
 {
-    if (s->n >= s->opts.max) {
+    struct ip_key k;
+    ip_key_of(peer, &k);
+    struct source **slot = source_slot(s, &k);
+    if (*slot && (*slot)->n >= s->opts.per_source) {
         s->stats->tcp_clients_rejected++;
         close(fd);
         return;
     }
+    if (s->n >= s->opts.max) {
+        struct tcp_client *victim = eviction_victim(s);
+        if (!victim) {
+            s->stats->tcp_clients_rejected++;
+            close(fd);
+            return;
+        }
+        s->stats->tcp_clients_evicted++;
+        peer_close(&victim->peer, PEER_EVICTED);
+        slot = source_slot(s, &k); /* the victim's source may have gone */
+    }
     struct tcp_client *c = calloc(1, sizeof *c);
-    if (!c) {
+    struct source *src = *slot;
+    if (!src && (src = calloc(1, sizeof *src))) {
+        src->ip = k;
+        *slot = src;
+    }
+    if (!c || !src) {
+        free(c);
+        if (src && src->n == 0) {
+            *slot = src->next;
+            free(src);
+        }
         close(fd);
         return;
     }
+    src->n++;
+    c->source = src;
     c->set = s;
-    c->loop = s->loop;
     c->refs = 1; /* the set's */
-    c->fd = fd;
-    c->peer = *peer;
-    ev_io_init(&c->rio, read_cb, fd, EV_READ);
-    ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
-    ev_init(&c->idle, idle_cb);
-    c->rio.data = c->wio.data = c->idle.data = c;
     c->next = s->list;
     if (s->list)
         s->list->prev = c;
     s->list = c;
     s->n++;
-    update_watchers(c);
+    struct peer_limits lim = { .idle = s->opts.idle, .message = s->opts.io, .write = s->opts.io,
+                               .max_out = TCP_CLIENT_MAX_PENDING_OUT, .max_in = TCP_CLIENT_MAX_IN };
+    peer_init(&c->peer, s->loop, fd, peer, &lim, &client_peer_ops, c, s->waiters);
 }
-
-static void client_close(struct tcp_client *c)
-{
-    if (c->closed)
-        return;
-    struct tcp_clients *s = c->set;
-    c->closed = true;
-    ev_io_stop(c->loop, &c->rio);
-    ev_io_stop(c->loop, &c->wio);
-    ev_timer_stop(c->loop, &c->idle);
-    close(c->fd);
-    c->fd = -1;
-    bytebuf_free(&c->in);
-    bytebuf_free(&c->out);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->list = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
-    s->n--;
-    c->set = NULL;
-    tcp_client_unref(c); /* the set's reference */
-}
-
-static struct tcp_client *tcp_client_ref(struct tcp_client *c)
-{
-    c->refs++;
-    return c;
-}
-
-static void tcp_client_unref(struct tcp_client *c)
-{
-    if (c && --c->refs == 0)
-        free(c);
-}
-
-static void client_send(void *conn, const struct net_addr *peer, const uint8_t *msg, size_t len)
-{
-    struct tcp_client *c = conn;
-    (void)peer;
-    if (c->closed)
-        return;
-    uint8_t *p = bytebuf_reserve(&c->out, len + 2);
-    if (!p) {
-        client_close(c);
-        return;
-    }
-    p[0] = (uint8_t)(len >> 8);
-    p[1] = (uint8_t)len;
-    memcpy(p + 2, msg, len);
-    bytebuf_commit(&c->out, len + 2);
-    flush_out(c);
-}
-
-static void client_done(void *conn)
-{
-    struct tcp_client *c = conn;
-    if (c->inflight > 0)
-        c->inflight--;
-    if (c->closed)
-        return;
-    /* Frames may be waiting behind the in-flight cap. */
-    tcp_client_ref(c);
-    handle_frames(c);
-    if (!c->closed)
-        update_watchers(c);
-    tcp_client_unref(c);
-}
-
-static void client_ref(void *conn) { tcp_client_ref(conn); }
-static void client_unref(void *conn) { tcp_client_unref(conn); }
-
-const struct client_ops tcp_client_ops = {
-    .stream = true, .send = client_send, .done = client_done, .ref = client_ref, .unref = client_unref,
-};
 
 void tcp_clients_stop_reading(struct tcp_clients *s)
 {
@@ -303,7 +280,36 @@ void tcp_clients_stop_reading(struct tcp_clients *s)
     while (c) {
         struct tcp_client *next = c->next;
         c->stop_reading = true;
-        update_watchers(c); /* may close an idle client, unlinking it */
+        update_reading(c);
+        maybe_finish(c); /* may close an idle client, unlinking it */
         c = next;
     }
 }
+
+/* ---- how queries answer ---- */
+
+static void client_send(void *conn, const struct net_addr *peer, const uint8_t *msg, size_t len)
+{
+    struct tcp_client *c = conn;
+    (void)peer;
+    if (c->set && !peer_closed(&c->peer) && peer_send_framed(&c->peer, msg, len) < 0)
+        c->set->stats->send_errors++;
+}
+
+static void client_done(void *conn)
+{
+    struct tcp_client *c = conn;
+    if (c->inflight > 0)
+        c->inflight--;
+    if (!c->set || peer_closed(&c->peer))
+        return;
+    /* Frames may be waiting behind the in-flight cap. */
+    handle_frames(c);
+}
+
+static void client_ref(void *conn) { ((struct tcp_client *)conn)->refs++; }
+static void client_unref(void *conn) { tcp_client_unref(conn); }
+
+const struct client_ops tcp_client_ops = {
+    .stream = true, .send = client_send, .done = client_done, .ref = client_ref, .unref = client_unref,
+};

@@ -1,7 +1,8 @@
 /* proxy/tcp_client.h: clients' TCP connections: 2-byte framing, pipelined
  * queries answered in completion order, a write queue that never blocks
- * the loop, deadlines, a cap on in-flight queries per connection, and a cap
- * on connections.
+ * the loop (lib/peer.h: deadlines for a message once begun, for a client
+ * that does not read, for idleness), a cap on in-flight queries per
+ * connection, and caps on connections, in all and per source address.
  *
  * The set owns every connection; a connection is also reference-counted
  * by the queries that came in on it (through tcp_client_ops), so an answer
@@ -18,6 +19,7 @@
 
 struct client;
 struct client_ops;
+struct fd_waiters;
 struct stats;
 struct tcp_clients;
 
@@ -30,15 +32,19 @@ struct tcp_clients_opts {
 
 typedef void tcp_clients_recv_fn(void *arg, const struct client *c, const uint8_t *msg, size_t len);
 
-/* Everything is borrowed and must outlive the set; `o` is copied. */
-struct tcp_clients *tcp_clients_new(struct ev_loop *loop, struct stats *stats, const struct tcp_clients_opts *o,
-                                    tcp_clients_recv_fn *recv, void *arg);
+/* Everything is borrowed and must outlive the set; `o` is copied. `seed`
+ * keys the per-source counts' hash. */
+struct tcp_clients *tcp_clients_new(struct ev_loop *loop, struct stats *stats, struct fd_waiters *waiters,
+                                    const struct tcp_clients_opts *o, tcp_clients_recv_fn *recv, void *arg,
+                                    uint32_t seed);
 /* Closes every connection (the memory of those still referenced by
  * queries goes with their last reference). */
 void tcp_clients_free(struct tcp_clients *s);
 void tcp_clients_set_opts(struct tcp_clients *s, const struct tcp_clients_opts *o);
-/* A connection was accepted (fd taken): served, or closed at once when the
- * set is full. */
+/* A connection was accepted (fd taken): served, or closed at once when its
+ * source has per_source connections open, or when the set is full and no
+ * client is idle or partial (else the one idle or partial the longest is
+ * closed to make room). */
 void tcp_clients_accept(struct tcp_clients *s, int fd, const struct net_addr *peer);
 /* Drain: no new queries; connections close once their answers are out. */
 void tcp_clients_stop_reading(struct tcp_clients *s);

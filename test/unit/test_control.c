@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "daemon/control.h"
+#include "lib/acceptor.h"
 #include "lib/log.h"
 #include "proxy/proxy.h"
 #include "probe/table.h"
@@ -31,6 +32,7 @@
 struct fixture {
     char dir[64], path[128];
     struct ev_loop *loop;
+    struct fd_waiters *waiters;
     struct proxy *px;
     struct probe_table *probes;
     struct probe_entry *started[8];
@@ -80,11 +82,13 @@ static int setup(void **state)
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof f->path, "%s/c.sock", f->dir);
     f->loop = ev_loop_new(EVFLAG_AUTO);
+    f->waiters = fd_waiters_new(f->loop);
+    assert_non_null(f->waiters);
     struct probe_policy pol;
     probe_policy_defaults(&pol);
     f->probes = probe_table_new(&pol, 1);
     probe_table_set_sched(f->probes, &fake_ops, f, ev_now(f->loop));
-    f->px = proxy_new(f->loop, f->probes);
+    f->px = proxy_new(f->loop, f->probes, f->waiters);
     assert_non_null(f->px);
     struct route_table *rt = route_table_new(f->px->health);
     struct net_addr a = addr("192.0.2.1");
@@ -97,7 +101,7 @@ static int setup(void **state)
     assert_non_null(v);
     proxy_swap(f->px, v, NULL, 0);
     struct control_hooks h = { .reload = reload_hook, .arg = f };
-    f->ctl = control_new(f->px, f->path, &h);
+    f->ctl = control_new(f->px, f->waiters, f->path, &h);
     assert_non_null(f->ctl);
     *state = f;
     return 0;
@@ -110,6 +114,7 @@ static int teardown(void **state)
     proxy_free(f->px);
     if (f->probes)
         probe_table_free(f->probes);
+    fd_waiters_free(f->waiters);
     ev_loop_destroy(f->loop);
     rmdir(f->dir);
     free(f);
@@ -319,14 +324,14 @@ static void test_path_rules(void **state)
 {
     struct fixture *f = *state;
     /* a live socket (ours) is not taken over */
-    assert_null(control_new(f->px, f->path, NULL));
+    assert_null(control_new(f->px, f->waiters, f->path, NULL));
     /* a regular file is not replaced */
     char file[160];
     snprintf(file, sizeof file, "%s/file", f->dir);
     FILE *fp = fopen(file, "w");
     assert_non_null(fp);
     fclose(fp);
-    assert_null(control_new(f->px, file, NULL));
+    assert_null(control_new(f->px, f->waiters, file, NULL));
     struct stat st;
     assert_int_equal(stat(file, &st), 0);
     assert_true(S_ISREG(st.st_mode));
@@ -343,7 +348,7 @@ static void test_path_rules(void **state)
     memset(longp, 'a', sizeof longp - 1);
     longp[0] = '/';
     longp[sizeof longp - 1] = 0;
-    assert_null(control_new(f->px, longp, NULL));
+    assert_null(control_new(f->px, f->waiters, longp, NULL));
 }
 
 int main(void)
