@@ -14,7 +14,6 @@ const char *wire_err_str(int err)
     case WIRE_ERR_QR: return "wrong QR bit";
     case WIRE_ERR_FORMAT: return "malformed message";
     case WIRE_ERR_QDCOUNT: return "not exactly one question";
-    case WIRE_ERR_OPCODE: return "not a standard query";
     }
     return "unknown error";
 }
@@ -122,7 +121,27 @@ static int parse_question(const uint8_t *msg, size_t len, struct wire_msg *m)
     return WIRE_OK;
 }
 
-/* Walks AN, NS and AR after the question; records the OPT RR. */
+/* OPT rdata: 1 if it carries an option that belongs to one hop (RFC 7830,
+ * 7828), 0 if not, -1 if the options do not tile the rdata (FORMERR, RFC
+ * 6891 6.1.2). */
+static int hop_options(const uint8_t *rd, size_t rdlen)
+{
+    int hop = 0;
+    size_t i = 0;
+    while (i < rdlen) {
+        if (i + 4 > rdlen)
+            return -1;
+        uint16_t code = wire_get16(rd + i), olen = wire_get16(rd + i + 2);
+        if (i + 4u + olen > rdlen)
+            return -1;
+        hop |= code == WIRE_EDNS_PADDING || code == WIRE_EDNS_KEEPALIVE;
+        i += 4u + olen;
+    }
+    return hop;
+}
+
+/* Walks AN, NS and AR after the question; records the OPT RR and whether
+ * the last record is a signature. */
 static int walk_records(const uint8_t *msg, size_t len, struct wire_msg *m)
 {
     size_t pos = m->question_end;
@@ -146,7 +165,13 @@ static int walk_records(const uint8_t *msg, size_t len, struct wire_msg *m)
             m->opt_len = rr_end - start;
             m->edns_udp_size = wire_get16(msg + pos + 2);
             m->edns_ttl = ((uint32_t)wire_get16(msg + pos + 4) << 16) | wire_get16(msg + pos + 6);
+            int hop = hop_options(msg + pos + 10, rdlen);
+            if (hop < 0)
+                return WIRE_ERR_FORMAT;
+            m->hop_options = hop;
         }
+        if (i + 1 == total && i >= first_ar && (type == WIRE_TYPE_TSIG || type == WIRE_TYPE_SIG))
+            m->signed_msg = true;
         pos = rr_end;
     }
     m->end = pos;
@@ -160,8 +185,6 @@ int wire_parse_query(const uint8_t *msg, size_t len, struct wire_msg *m)
         return r;
     if (m->flags & WIRE_QR)
         return WIRE_ERR_QR;
-    if (WIRE_OPCODE(m->flags) != 0)
-        return WIRE_ERR_OPCODE;
     r = parse_question(msg, len, m);
     if (r != WIRE_OK)
         return r;
@@ -233,18 +256,49 @@ size_t wire_truncate(uint8_t *answer, size_t len, const struct wire_msg *ma, siz
     return out;
 }
 
+/* The OPT of a message that did not parse as a query: a lenient walk of
+ * every section by its count. Returns the OPT's offset, or 0 if there is
+ * none or the walk fails. */
+static size_t find_opt_lenient(const uint8_t *msg, size_t len)
+{
+    if (len < WIRE_HDR_LEN)
+        return 0;
+    unsigned qd = wire_get16(msg + 4), rr = (unsigned)wire_get16(msg + 6) + wire_get16(msg + 8);
+    unsigned ar = wire_get16(msg + 10);
+    size_t pos = WIRE_HDR_LEN;
+    for (unsigned i = 0; i < qd; i++)
+        if (skip_name(msg, len, &pos) < 0 || (pos += 4) > len)
+            return 0;
+    for (unsigned i = 0; i < rr + ar; i++) {
+        size_t start = pos;
+        if (skip_name(msg, len, &pos) < 0 || pos + 10 > len)
+            return 0;
+        if (i >= rr && pos - start == 1 && wire_get16(msg + pos) == WIRE_TYPE_OPT && pos + 10 <= len)
+            return start;
+        pos += 10u + wire_get16(msg + pos + 8);
+        if (pos > len)
+            return 0;
+    }
+    return 0;
+}
+
 size_t wire_make_error(uint8_t *out, size_t cap, const uint8_t *query, size_t qlen,
                        const struct wire_msg *q, uint16_t udp_size, enum wire_rcode rcode)
 {
     if (cap < WIRE_HDR_LEN)
         return 0;
     uint16_t qflags = qlen >= 4 ? wire_get16(query + 2) : 0;
-    uint16_t flags = (uint16_t)(WIRE_QR | (qflags & (0x7800u | WIRE_RD | WIRE_CD)) | WIRE_RA | rcode);
+    /* NOTIMP says nothing about recursion or checking: RD, RA and CD stay clear,
+     * as BIND and NSD answer it. */
+    uint16_t flags = rcode == WIRE_NOTIMP ? (uint16_t)(WIRE_QR | (qflags & 0x7800u) | rcode)
+                                          : (uint16_t)(WIRE_QR | (qflags & (0x7800u | WIRE_RD | WIRE_CD)) | WIRE_RA | rcode);
     memset(out, 0, WIRE_HDR_LEN);
     if (qlen >= 2)
         memcpy(out, query, 2);
     wire_put16(out + 2, flags);
     size_t pos = WIRE_HDR_LEN;
+    bool opt = false;
+    uint32_t ttl = 0;
     if (q) {
         size_t qlen_q = q->question_end - WIRE_HDR_LEN;
         if (pos + qlen_q > cap)
@@ -252,19 +306,28 @@ size_t wire_make_error(uint8_t *out, size_t cap, const uint8_t *query, size_t ql
         memcpy(out + pos, query + WIRE_HDR_LEN, qlen_q);
         pos += qlen_q;
         wire_put16(out + 4, 1);
-        if (q->has_opt) {
-            if (pos + 11 > cap)
-                return 0;
-            uint8_t *o = out + pos;
-            o[0] = 0;                            /* root owner */
-            wire_put16(o + 1, WIRE_TYPE_OPT);
-            wire_put16(o + 3, udp_size);
-            wire_put16(o + 5, 0);                /* extended rcode, version 0 */
-            wire_put16(o + 7, (uint16_t)(q->edns_ttl & 0x8000u)); /* DO echoed */
-            wire_put16(o + 9, 0);
-            pos += 11;
-            wire_put16(out + 10, 1);
+        opt = q->has_opt;
+        ttl = q->edns_ttl;
+    } else {
+        /* RFC 6891 7: a FORMERR to a query with an OPT carries one too. */
+        size_t o = find_opt_lenient(query, qlen);
+        if (o) {
+            opt = true;
+            ttl = ((uint32_t)wire_get16(query + o + 5) << 16) | wire_get16(query + o + 7);
         }
+    }
+    if (opt) {
+        if (pos + 11 > cap)
+            return 0;
+        uint8_t *o = out + pos;
+        o[0] = 0;                            /* root owner */
+        wire_put16(o + 1, WIRE_TYPE_OPT);
+        wire_put16(o + 3, udp_size);
+        wire_put16(o + 5, 0);                /* extended rcode, version 0 */
+        wire_put16(o + 7, (uint16_t)(ttl & 0x8000u)); /* DO echoed */
+        wire_put16(o + 9, 0);
+        pos += 11;
+        wire_put16(out + 10, 1);
     }
     return pos;
 }
@@ -344,6 +407,25 @@ size_t wire_pad_query(uint8_t *out, size_t cap, const uint8_t *msg, size_t len,
     if (!m->has_opt)
         wire_put16(out + 10, (uint16_t)(m->arcount + 1));
     return rd + r;
+}
+
+size_t wire_strip_hop_options(uint8_t *out, size_t cap, const uint8_t *msg, const struct wire_msg *m)
+{
+    if (m->end > cap)
+        return 0;
+    if (!m->has_opt || !m->hop_options) {
+        memcpy(out, msg, m->end);
+        return m->end;
+    }
+    size_t rd = m->opt_off + 11, opt_end = m->opt_off + m->opt_len;
+    memcpy(out, msg, rd);
+    long n = copy_opt_options(out + rd, msg + rd, m->opt_len - 11, NULL);
+    if (n < 0)
+        return 0;
+    wire_put16(out + m->opt_off + 9, (uint16_t)n);
+    size_t o = rd + (size_t)n;
+    memcpy(out + o, msg + opt_end, m->end - opt_end);
+    return o + (m->end - opt_end);
 }
 
 size_t wire_strip_dot_answer(uint8_t *msg, size_t len, struct wire_msg *m, bool keep_opt, int *keepalive)

@@ -26,10 +26,18 @@ enum wire_rcode {
 #define WIRE_AD 0x0020u
 #define WIRE_CD 0x0010u
 #define WIRE_OPCODE(flags) (((flags) >> 11) & 0xfu)
+enum wire_opcode {
+    WIRE_OP_QUERY = 0, WIRE_OP_IQUERY = 1, WIRE_OP_STATUS = 2, WIRE_OP_NOTIFY = 4, WIRE_OP_UPDATE = 5,
+    WIRE_OP_DSO = 6,
+};
 #define WIRE_RCODE(flags) ((flags) & 0xfu)
 
 #define WIRE_TYPE_SOA 6
+#define WIRE_TYPE_SIG 24
 #define WIRE_TYPE_OPT 41
+#define WIRE_TYPE_TSIG 250
+#define WIRE_TYPE_IXFR 251
+#define WIRE_TYPE_AXFR 252
 #define WIRE_CLASS_IN 1
 #define WIRE_EDNS_PADDING 12
 #define WIRE_EDNS_KEEPALIVE 11
@@ -49,6 +57,10 @@ struct wire_msg {
     size_t opt_len;         /* whole OPT RR length */
     uint16_t edns_udp_size; /* the OPT CLASS field as sent */
     uint32_t edns_ttl;      /* extended rcode, version, DO bit */
+    bool hop_options;       /* the OPT carries Padding or edns-tcp-keepalive (per hop) */
+    /* The last record is a TSIG or SIG(0) signature: the message must
+     * pass byte for byte (RFC 8945; RFC 2931). */
+    bool signed_msg;
     size_t end;             /* end of the last RR walked (query: the whole message
                                minus trailing bytes, which are ignored); response:
                                question_end until wire_find_opt() walked the rest */
@@ -59,13 +71,13 @@ enum wire_err {
     WIRE_ERR_SHORT = -1,      /* shorter than a header: drop */
     WIRE_ERR_QR = -2,         /* a response where a query was expected, or vice versa: drop */
     WIRE_ERR_FORMAT = -3,     /* malformed after the header: FORMERR */
-    WIRE_ERR_QDCOUNT = -4,    /* not exactly one question: FORMERR */
-    WIRE_ERR_OPCODE = -5,     /* not a standard query: NOTIMP */
+    WIRE_ERR_QDCOUNT = -4,    /* not exactly one question: FORMERR (QUERY) or NOTIMP (other opcodes) */
 };
 
-/* Parses a client query: header, the single question (no compression allowed
- * there), then every RR in the other sections (with compression, loops and
- * forward pointers rejected) to find the OPT RR. */
+/* Parses a client message of any opcode: header, the single question (the
+ * zone of an UPDATE; no compression allowed there), then every RR in the
+ * other sections (with compression, loops and forward pointers rejected)
+ * to find the OPT RR and a closing signature. */
 int wire_parse_query(const uint8_t *msg, size_t len, struct wire_msg *out);
 /* Parses an upstream response: header and question only (QR=1, one
  * uncompressed question); cheap, for matching on the hot path. */
@@ -134,10 +146,19 @@ size_t wire_pad_query(uint8_t *out, size_t cap, const uint8_t *msg, size_t len,
  * updated. Returns the new length, or 0 if the records are malformed. */
 size_t wire_strip_dot_answer(uint8_t *msg, size_t len, struct wire_msg *m, bool keep_opt, int *keepalive);
 
-/* Builds a response with `rcode` for a parsed query into out (cap bytes):
- * client's ID and question, RD and CD copied, an OPT RR if the query had one.
- * Returns the length, or 0 if cap is too small. If the question could not be
- * parsed (q == NULL), only the 12-byte header is written with QDCOUNT 0. */
+/* A plain (Do53) leg: copies query `msg` (parsed into `m`) to `out` with
+ * the Padding and edns-tcp-keepalive options dropped from its OPT, which
+ * belong to the client's hop only (RFC 7830, 7828); everything else is
+ * kept in place. Returns the new length, or 0 if it does not fit in `cap`
+ * or the options are malformed. */
+size_t wire_strip_hop_options(uint8_t *out, size_t cap, const uint8_t *msg, const struct wire_msg *m);
+
+/* Builds a response with `rcode` for a query into out (cap bytes): the
+ * client's ID and question, RD and CD copied and RA set (NOTIMP: all three
+ * clear), and an OPT RR if the query had one. If the question could not be
+ * parsed (q == NULL), the header (QDCOUNT 0) and an OPT if the message has
+ * one where a lenient walk finds it. Returns the length, or 0 if cap is too
+ * small. */
 size_t wire_make_error(uint8_t *out, size_t cap, const uint8_t *query, size_t qlen,
                        const struct wire_msg *q, uint16_t udp_size, enum wire_rcode rcode);
 

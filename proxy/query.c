@@ -41,6 +41,8 @@ struct query {
     uint32_t tried;                  /* bit per server index of the zone */
     unsigned n_tries;
     bool want_tcp;                   /* TCP client, or the upstream said TC */
+    bool verbatim;                   /* signed, or another opcode: forwarded byte for byte */
+    bool plain_udp;                  /* another opcode from a UDP client: over UDP, as it came */
     const struct route_server *dot_failed; /* DoT failed to it: Do53 only, for this query */
     struct query_try tries[QUERY_MAX_TRIES];
     uint8_t inline_buf[QUERY_INLINE_BYTES];
@@ -56,6 +58,14 @@ struct query_pool {
 
 static void query_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void query_next_try(struct query *q);
+static bool tcp_try_pending(const struct query *q)
+{
+    for (unsigned i = 0; i < q->n_tries; i++)
+        if (q->tries[i].via == TRY_TCP && q->tries[i].r.owner)
+            return true;
+    return false;
+}
+
 static void on_answer(void *arg, struct treq *r, uint8_t *msg, size_t len, const struct wire_msg *wm);
 static void on_failed(void *arg, struct treq *r, enum probe_outcome why);
 
@@ -103,6 +113,14 @@ static bool acl_allows(const struct config *cfg, const struct net_addr *peer)
     return false;
 }
 
+/* NOTIFY, UPDATE and opcodes not assigned yet go to the zone's server as
+ * they came; IQUERY (obsolete), STATUS and DSO (a session with us, RFC
+ * 8490) have nothing to forward. */
+static bool forwardable(unsigned op)
+{
+    return op != WIRE_OP_IQUERY && op != WIRE_OP_STATUS && op != WIRE_OP_DSO;
+}
+
 static struct query *query_alloc(struct query_pool *p, size_t len)
 {
     struct query *q = p->free_list;
@@ -147,9 +165,10 @@ void query_receive(struct query_pool *p, struct view *v, const struct client *c,
         respond_error(p, v, c, msg, len, r == WIRE_OK ? &wm : NULL, WIRE_REFUSED);
         return;
     }
-    if (r == WIRE_ERR_OPCODE) {
+    unsigned op = WIRE_OPCODE(wm.flags);
+    if (r == WIRE_OK ? !forwardable(op) : op != WIRE_OP_QUERY) {
         st->notimp_sent++;
-        respond_error(p, v, c, msg, len, NULL, WIRE_NOTIMP);
+        respond_error(p, v, c, msg, len, r == WIRE_OK ? &wm : NULL, WIRE_NOTIMP);
         return;
     }
     if (r != WIRE_OK) {
@@ -158,6 +177,11 @@ void query_receive(struct query_pool *p, struct view *v, const struct client *c,
         return;
     }
     const struct route_zone *zone = route_lookup(v->routes, msg + wm.qname_off, wm.qname_len);
+    if (op != WIRE_OP_QUERY && (!zone || zone->n_servers == 0)) {
+        st->notimp_sent++;
+        respond_error(p, v, c, msg, len, &wm, WIRE_NOTIMP);
+        return;
+    }
     if (!zone || zone->n_servers == 0) {
         st->servfail++;
         respond_error(p, v, c, msg, len, &wm, WIRE_SERVFAIL);
@@ -179,6 +203,8 @@ void query_receive(struct query_pool *p, struct view *v, const struct client *c,
     q->view = view_ref(v);
     q->zone = zone;
     q->want_tcp = c->ops->stream;
+    q->verbatim = wm.signed_msg || op != WIRE_OP_QUERY;
+    q->plain_udp = op != WIRE_OP_QUERY && !c->ops->stream;
     q->start = ev_now(p->env.loop);
     q->deadline = q->start + cfg->timeout;
     ev_init(&q->timer, query_timer_cb);
@@ -255,6 +281,8 @@ static void arm_timer(struct query *q, double at)
 static enum try_kind choose_path(struct query *q, struct route_server *srv, double now)
 {
     struct probe_table *probes = q->pool->env.probes;
+    if (q->plain_udp)
+        return TRY_UDP;
     switch (srv->tls) {
     case SERVER_TLS_STRICT:
         return TRY_DOT;
@@ -291,6 +319,7 @@ static int start_try(struct query *q, struct route_server *srv, enum try_kind ki
     t->r.wm = &q->wm;
     t->r.to = &srv->addr;
     t->r.tls = srv->profile;
+    t->r.verbatim = q->verbatim;
     bool opening = false;
     if (p->env.tx.send(p->env.tx.arg, kind, &t->r, &opening) < 0) {
         t->r.owner = NULL;
@@ -404,6 +433,11 @@ static void on_answer(void *arg, struct treq *r, uint8_t *msg, size_t len, const
     health_rtt_sample(t->srv->health, now - t->sent_at);
     stats_latency_add(st, t->via == TRY_DOT ? STATS_DOT : t->via == TRY_TCP ? STATS_TCP : STATS_UDP,
                       now - t->sent_at);
+    if ((wm->flags & WIRE_TC) && t->via == TRY_UDP && q->want_tcp && tcp_try_pending(q)) {
+        /* A late answer to a UDP try that came before the move to TCP: the
+         * whole answer is on its way (RFC 7766 5). */
+        return;
+    }
     if ((wm->flags & WIRE_TC) && t->via == TRY_UDP && !q->want_tcp) {
         /* RFC 7766: the whole answer is to be had over TCP, from the same server. */
         st->upstream_tc++;

@@ -282,14 +282,15 @@ int stream_send(struct stream *s, struct treq *r)
     if (!p || idmap_put(&s->pending, (uint64_t)id + 1, r) < 0)
         return -1;
     size_t len = r->len;
-    if (s->kind == STREAM_DOT) {
-        len = wire_pad_query(p + 2, WIRE_MAX_MSG, r->msg, r->len, r->wm, env->edns_size, DOT_PAD_BLOCK);
-        if (len == 0) {
-            idmap_del(&s->pending, (uint64_t)id + 1);
-            return -1;
-        }
-    } else {
+    if (r->verbatim)
         memcpy(p + 2, r->msg, len);
+    else if (s->kind == STREAM_DOT)
+        len = wire_pad_query(p + 2, WIRE_MAX_MSG, r->msg, r->len, r->wm, env->edns_size, DOT_PAD_BLOCK);
+    else
+        len = wire_strip_hop_options(p + 2, WIRE_MAX_MSG, r->msg, r->wm);
+    if (len == 0) {
+        idmap_del(&s->pending, (uint64_t)id + 1);
+        return -1;
     }
     wire_put16(p, (uint16_t)len);
     wire_set_id(p + 2, id);
@@ -335,7 +336,7 @@ static void handle_frame(struct stream *s, uint8_t *msg, size_t len)
         env->stats->spoofed_question++;
         return;
     }
-    if (s->kind == STREAM_DOT) {
+    if (s->kind == STREAM_DOT && !r->verbatim) {
         int keepalive;
         size_t n = wire_strip_dot_answer(msg, len, &wm, r->wm->has_opt, &keepalive);
         if (n == 0) {
@@ -351,6 +352,8 @@ static void handle_frame(struct stream *s, uint8_t *msg, size_t len)
             if (s->idle_limit < 0.001)
                 s->idle_limit = 0.001;
         }
+    }
+    if (s->kind == STREAM_DOT) {
         env->stats->dot_answers++;
         if (opportunistic(s) && env->dot_outcome)
             env->dot_outcome(env->arg, &s->addr, PROBE_OK, NULL);

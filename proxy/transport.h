@@ -27,6 +27,11 @@ struct treq {
     const struct wire_msg *wm;       /* wire_parse_query of msg */
     const struct net_addr *to;       /* the server (Do53 address; DoT goes to its port 853) */
     struct tls_profile *tls;         /* DoT only: how to do TLS with it */
+    /* Sent and answered byte for byte (a signed message, another opcode):
+     * no EDNS size of ours, no per-hop option removed, no padding added or
+     * stripped. Otherwise the plain legs lose the client's per-hop options
+     * and the DoT leg is padded (RFC 8467). */
+    bool verbatim;
     /* The transport's own, while it holds the request. */
     void *owner;                     /* the socket or connection it waits on; NULL when not held */
     uint16_t id;                     /* the ID on the wire */

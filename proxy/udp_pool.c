@@ -207,13 +207,22 @@ int udp_pool_send(struct udp_pool *p, struct treq *r)
         return -1;
 
     uint8_t buf[UDP_ANSWER_MAX];
-    memcpy(buf, r->msg, r->len);
+    size_t len = r->len;
+    if (r->verbatim) {
+        memcpy(buf, r->msg, len);
+    } else {
+        len = wire_strip_hop_options(buf, sizeof buf, r->msg, r->wm);
+        wire_set_edns_size(buf, r->wm, p->opts.edns_size); /* the OPT starts where it did */
+    }
+    if (len == 0) {
+        idmap_del(&p->pending, pkey(s, id));
+        return -1;
+    }
     wire_set_id(buf, id);
-    wire_set_edns_size(buf, r->wm, p->opts.edns_size);
     r->id = id;
     r->owner = s;
     s->pending++;
-    if (outbox_add(ob, r->to, buf, r->len) < 0) {
+    if (outbox_add(ob, r->to, buf, len) < 0) {
         idmap_del(&p->pending, pkey(s, id));
         s->pending--;
         r->owner = NULL;

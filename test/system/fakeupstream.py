@@ -57,11 +57,12 @@ def fake_big_strings():
 
 
 class Received:
-    __slots__ = ("transport", "qname", "qtype", "qid", "peer", "time")
+    __slots__ = ("transport", "qname", "qtype", "qid", "peer", "time", "wire")
 
-    def __init__(self, transport, qname, qtype, qid, peer):
+    def __init__(self, transport, qname, qtype, qid, peer, wire=b""):
         self.transport, self.qname, self.qtype, self.qid = transport, qname, qtype, qid
         self.peer = peer
+        self.wire = wire  # the message as it arrived
         self.time = time.monotonic()
 
     def __repr__(self):
@@ -216,11 +217,12 @@ class FakeUpstream:
             q = dns.message.from_wire(data)
             question = q.question[0]
         except Exception:
-            self.unparsable += 1
+            if not self._answer_raw_opcode(data, transport, send, peer):
+                self.unparsable += 1
             return
         with self._lock:
             self.received.append(Received(transport, question.name.to_text(),
-                                          dns.rdatatype.to_text(question.rdtype), q.id, peer))
+                                          dns.rdatatype.to_text(question.rdtype), q.id, peer, bytes(data)))
         mode = self.mode
         if mode == "silent":
             return
@@ -262,6 +264,31 @@ class FakeUpstream:
             loop.call_later(self.delay, send, real)
         else:
             send(real)
+
+    def _answer_raw_opcode(self, data, transport, send, peer):
+        """dnspython refuses opcodes it does not know and UPDATE with a plain
+        question; a server of those answers its header and question back with
+        QR set, NOERROR, which is all a pass-through test needs to see."""
+        if len(data) < 12 or (data[2] >> 3) & 0xf == 0:
+            return False
+        qid, flags, qd = struct.unpack("!HHH", data[:6])
+        if qd != 1:
+            return False
+        i, labels = 12, []
+        while i < len(data) and data[i] != 0 and data[i] < 64:
+            labels.append(data[i + 1:i + 1 + data[i]])
+            i += 1 + data[i]
+        if i + 5 > len(data):
+            return False
+        end = i + 5
+        qtype = struct.unpack("!H", data[i + 1:i + 3])[0]
+        name = (b".".join(labels) + b".").decode("ascii", "replace")
+        with self._lock:
+            self.received.append(Received(transport, name, dns.rdatatype.to_text(qtype),
+                                          qid, peer, bytes(data)))
+        if self.mode != "silent":
+            send(struct.pack("!6H", qid, (flags | 0x8000) & 0xfff0, 1, 0, 0, 0) + data[12:end])
+        return True
 
     def _release(self):
         if self._hold_timer is not None:

@@ -277,6 +277,7 @@ static void test_qr_mismatch(void **state)
     assert_int_equal(parse_r(&m, &w), WIRE_ERR_QR);
 }
 
+/* Every opcode parses: the caller decides what to forward (NOTIFY, UPDATE). */
 static void test_opcode(void **state)
 {
     struct mb m;
@@ -285,8 +286,85 @@ static void test_opcode(void **state)
     for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
         make_query(&m, false);
         mb_set16(&m, 2, WIRE_RD | (ops[i] << 11));
-        assert_int_equal(parse_q(&m, &w), WIRE_ERR_OPCODE);
+        assert_int_equal(parse_q(&m, &w), WIRE_OK);
+        assert_int_equal(WIRE_OPCODE(w.flags), ops[i]);
+        assert_false(w.signed_msg);
     }
+    /* An UPDATE: zone, prerequisite (class NONE, no rdata), an update. */
+    mb_hdr(&m, QID, WIRE_OP_UPDATE << 11, 1, 1, 1, 0);
+    mb_q(&m, "example.org", WIRE_TYPE_SOA, WIRE_CLASS_IN);
+    mb_name(&m, "a.example.org");
+    mb_u16(&m, 1), mb_u16(&m, 254), mb_u32(&m, 0), mb_u16(&m, 0);
+    mb_name(&m, "b.example.org");
+    mb_a(&m, 7);
+    assert_int_equal(parse_q(&m, &w), WIRE_OK);
+    assert_int_equal(w.end, m.n);
+}
+
+/* TSIG or SIG(0) as the last record marks the message signed. */
+static void test_signed(void **state)
+{
+    struct mb m;
+    struct wire_msg w;
+    static const uint8_t tsig_rd[] = { 11, 'h', 'm', 'a', 'c', '-', 's', 'h', 'a', '2', '5', '6', 0,
+                                       0, 0, 0x65, 0x43, 0x21, 0x00, 1, 44, 0, 0, 0x12, 0x34, 0, 0, 0, 0 };
+    mb_hdr(&m, QID, WIRE_RD, 1, 0, 0, 2);
+    mb_q(&m, "www.example.org", 1, WIRE_CLASS_IN);
+    mb_opt(&m, 1232, 0, NULL, 0);
+    mb_name(&m, "key.example");
+    mb_rr(&m, WIRE_TYPE_TSIG, 255, 0, tsig_rd, sizeof tsig_rd);
+    assert_int_equal(parse_q(&m, &w), WIRE_OK);
+    assert_true(w.signed_msg);
+    assert_true(w.has_opt);
+    /* the same record not last is not a signature of the message */
+    mb_hdr(&m, QID, WIRE_RD, 1, 0, 0, 2);
+    mb_q(&m, "www.example.org", 1, WIRE_CLASS_IN);
+    mb_name(&m, "key.example");
+    mb_rr(&m, WIRE_TYPE_TSIG, 255, 0, tsig_rd, sizeof tsig_rd);
+    mb_opt(&m, 1232, 0, NULL, 0);
+    assert_int_equal(parse_q(&m, &w), WIRE_OK);
+    assert_false(w.signed_msg);
+    /* SIG(0) */
+    mb_hdr(&m, QID, WIRE_RD, 1, 0, 0, 1);
+    mb_q(&m, "www.example.org", 1, WIRE_CLASS_IN);
+    mb_u8(&m, 0);
+    mb_rr(&m, WIRE_TYPE_SIG, 255, 0, tsig_rd, sizeof tsig_rd);
+    assert_int_equal(parse_q(&m, &w), WIRE_OK);
+    assert_true(w.signed_msg);
+}
+
+/* The client's Padding and keepalive belong to its hop: gone on a plain
+ * leg, every other option (and the rest of the message) in place. */
+static void test_strip_hop_options(void **state)
+{
+    struct mb m;
+    struct wire_msg w;
+    uint8_t out[512];
+    static const uint8_t opts[] = { 0, 12, 0, 3, 0, 0, 0,         /* padding, 3 octets */
+                                    0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8, /* cookie */
+                                    0, 11, 0, 0 };                /* keepalive */
+    mb_hdr(&m, QID, WIRE_RD, 1, 0, 0, 1);
+    mb_q(&m, "www.example.org", 1, WIRE_CLASS_IN);
+    mb_opt(&m, 4096, 0x8000, opts, sizeof opts);
+    assert_int_equal(parse_q(&m, &w), WIRE_OK);
+    assert_true(w.hop_options);
+    size_t n = wire_strip_hop_options(out, sizeof out, m.b, &w);
+    assert_int_equal(n, m.n - 7 - 4);
+    struct wire_msg w2;
+    assert_int_equal(wire_parse_query(out, n, &w2), WIRE_OK);
+    assert_true(w2.has_opt);
+    assert_false(w2.hop_options);
+    assert_int_equal(w2.edns_udp_size, 4096);
+    assert_int_equal(w2.opt_len, 11 + 12u);
+    assert_memory_equal(out + w2.opt_off + 11, opts + 7, 12);
+    assert_memory_equal(out, m.b, w.opt_off + 9);
+    /* nothing to strip: a plain copy */
+    make_query(&m, true);
+    assert_int_equal(parse_q(&m, &w), WIRE_OK);
+    assert_false(w.hop_options);
+    assert_int_equal(wire_strip_hop_options(out, sizeof out, m.b, &w), m.n);
+    assert_memory_equal(out, m.b, m.n);
+    assert_int_equal(wire_strip_hop_options(out, m.n - 1, m.b, &w), 0);
 }
 
 static void test_qdcount(void **state)
@@ -1083,19 +1161,6 @@ static void test_make_error_header_only(void **state)
     for (size_t i = 4; i < WIRE_HDR_LEN; i += 2)
         assert_int_equal(wire_get16(out + i), 0);
 
-    /* opcode NOTIFY: NOTIMP, RD clear stays clear */
-    make_query(&m, true);
-    mb_set16(&m, 2, 4u << 11);
-    assert_int_equal(parse_q(&m, &w), WIRE_ERR_OPCODE);
-    n = wire_make_error(out, sizeof(out), m.b, m.n, NULL, 1232, WIRE_NOTIMP);
-    assert_int_equal(n, WIRE_HDR_LEN);
-    fl = wire_get16(out + 2);
-    assert_int_equal(wire_get16(out), QID);
-    assert_true(fl & WIRE_QR);
-    assert_false(fl & WIRE_RD);
-    assert_int_equal(WIRE_RCODE(fl), WIRE_NOTIMP);
-    assert_int_equal(wire_get16(out + 4), 0);
-
     /* capacity */
     assert_int_equal(wire_make_error(out, WIRE_HDR_LEN, m.b, m.n, NULL, 512, WIRE_FORMERR),
                      WIRE_HDR_LEN);
@@ -1104,6 +1169,35 @@ static void test_make_error_header_only(void **state)
     /* a response is parseable (QDCOUNT 0 is rejected by the parser, as it should be) */
     n = wire_make_error(out, sizeof(out), m.b, m.n, NULL, 512, WIRE_FORMERR);
     assert_int_equal(wire_parse_response(out, n, &w), WIRE_ERR_QDCOUNT);
+
+    /* No question, but an OPT: the FORMERR carries one (RFC 6891 7), DO echoed. */
+    mb_hdr(&m, 0x1111, WIRE_RD, 0, 0, 0, 1);
+    mb_opt(&m, 4096, 0x8000, NULL, 0);
+    assert_int_equal(parse_q(&m, &w), WIRE_ERR_QDCOUNT);
+    n = wire_make_error(out, sizeof(out), m.b, m.n, NULL, 1232, WIRE_FORMERR);
+    assert_int_equal(n, WIRE_HDR_LEN + 11);
+    assert_int_equal(wire_get16(out + 10), 1);
+    assert_int_equal(wire_get16(out + WIRE_HDR_LEN + 1), WIRE_TYPE_OPT);
+    assert_int_equal(wire_get16(out + WIRE_HDR_LEN + 3), 1232);
+    assert_int_equal(wire_get16(out + WIRE_HDR_LEN + 7), 0x8000);
+    /* a broken record before it: no OPT can be trusted, none is sent */
+    mb_hdr(&m, 0x1111, WIRE_RD, 0, 1, 0, 1);
+    mb_u8(&m, 0), mb_u16(&m, 1), mb_u16(&m, 1), mb_u32(&m, 0), mb_u16(&m, 200);
+    mb_opt(&m, 4096, 0, NULL, 0);
+    n = wire_make_error(out, sizeof(out), m.b, m.n, NULL, 1232, WIRE_FORMERR);
+    assert_int_equal(n, WIRE_HDR_LEN);
+
+    /* NOTIMP: RD, RA and CD clear, as BIND and NSD answer; question and OPT kept. */
+    make_query(&m, true);
+    mb_set16(&m, 2, (2u << 11) | WIRE_RD | WIRE_CD);
+    assert_int_equal(parse_q(&m, &w), WIRE_OK);
+    n = wire_make_error(out, sizeof(out), m.b, m.n, &w, 1232, WIRE_NOTIMP);
+    assert_int_equal(n, m.n);
+    fl = wire_get16(out + 2);
+    assert_int_equal(wire_get16(out), QID);
+    assert_int_equal(fl, WIRE_QR | (2u << 11) | WIRE_NOTIMP);
+    assert_int_equal(wire_get16(out + 4), 1);
+    assert_int_equal(wire_get16(out + 10), 1);
 }
 
 /* ---- matching and case -------------------------------------------------------- */
@@ -1290,7 +1384,7 @@ static void test_name_str_small_buffer(void **state)
 static void test_err_str(void **state)
 {
     static const int codes[] = {WIRE_OK, WIRE_ERR_SHORT, WIRE_ERR_QR, WIRE_ERR_FORMAT,
-                                WIRE_ERR_QDCOUNT, WIRE_ERR_OPCODE, -99, 42};
+                                WIRE_ERR_QDCOUNT, -99, 42};
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
         const char *s = wire_err_str(codes[i]);
         assert_non_null(s);
@@ -1450,6 +1544,8 @@ int main(void)
         cmocka_unit_test(test_root_question),
         cmocka_unit_test(test_qr_mismatch),
         cmocka_unit_test(test_opcode),
+        cmocka_unit_test(test_signed),
+        cmocka_unit_test(test_strip_hop_options),
         cmocka_unit_test(test_qdcount),
         cmocka_unit_test(test_bad_labels),
         cmocka_unit_test(test_name_length_limit),
