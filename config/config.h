@@ -14,6 +14,9 @@
 
 enum config_acl_action { CONFIG_ACL_REFUSE, CONFIG_ACL_DROP };
 
+/* What a query does when its DoT answer is slow and the budget runs out (dot-fallback). */
+enum config_dot_fallback { CONFIG_DOT_FALLBACK_AVAILABILITY, CONFIG_DOT_FALLBACK_PRIVACY };
+
 /* Per-upstream transport policy (option tls=...). */
 enum config_tls { CONFIG_TLS_OPPORTUNISTIC, CONFIG_TLS_STRICT, CONFIG_TLS_OFF };
 
@@ -41,6 +44,7 @@ struct config {
     struct net_addr *listen; size_t n_listen;        /* default 127.0.0.1:5353, [::1]:5353 */
     struct net_prefix *allow; size_t n_allow;        /* default 127.0.0.0/8, ::1/128 */
     enum config_acl_action acl_action;               /* refused-action = refuse|drop */
+    enum config_dot_fallback dot_fallback;           /* dot-fallback = availability|privacy */
     unsigned tcp_clients;                            /* max concurrent TCP clients, 256 */
     unsigned tcp_clients_per_source;                 /* 0 = tcp_clients / 4, at least 1 */
     double tcp_idle_timeout;                         /* s, 10 */

@@ -46,6 +46,7 @@ struct config_option {
 };
 
 extern const struct config_choice config_acl_choices[];
+extern const struct config_choice config_dot_fallback_choices[];
 extern const struct config_choice config_log_level_choices[];
 /* Upstream options tls= and kind= (kind: value 1 = authoritative). */
 extern const struct config_choice config_tls_choices[];

@@ -11,6 +11,12 @@ const struct config_choice config_acl_choices[] = {
     { NULL, 0 },
 };
 
+const struct config_choice config_dot_fallback_choices[] = {
+    { "availability", CONFIG_DOT_FALLBACK_AVAILABILITY },
+    { "privacy", CONFIG_DOT_FALLBACK_PRIVACY },
+    { NULL, 0 },
+};
+
 /* Parsing code prints the names in this order. */
 const struct config_choice config_tls_choices[] = {
     { "opportunistic", CONFIG_TLS_OPPORTUNISTIC },

@@ -417,10 +417,13 @@ static int cmd_status(struct control *c, struct control_client *cl, int argc, ch
             const struct route_server *u = zone->servers[i];
             const struct health *h = u->health;
             fprintf(out, "upstream: zone=%s addr=%s tls=%s", zone->text, u->name, server_tls_str(u->tls));
-            if (h->srtt >= 0)
-                fprintf(out, " srtt_ms=%.1f", h->srtt * 1000.0);
-            else
-                fputs(" srtt_ms=-", out);
+            for (int p = 0; p < HEALTH_PATHS; p++) {
+                const char *label = p == HEALTH_DOT ? " dot_srtt_ms=" : " srtt_ms=";
+                if (h->rtt[p].srtt >= 0)
+                    fprintf(out, "%s%.1f", label, h->rtt[p].srtt * 1000.0);
+                else
+                    fprintf(out, "%s-", label);
+            }
             fprintf(out, " fails=%u sent=%" PRIu32 " answers=%" PRIu32 " timeouts=%" PRIu32, h->fails, h->sent,
                     h->answers, h->timeouts);
             if (h->backoff_until > now)

@@ -39,6 +39,7 @@ static void usage(FILE *out)
             "      --metrics-listen ADDR:PORT\n"
             "                             serve Prometheus /metrics and /health over HTTP\n"
             "      --check-config         validate, print the effective configuration, exit\n"
+            "      --example-config       print every option with its default and help, exit\n"
             "  -v, --verbose              more logging (repeatable)\n"
             "      --version              print the version and exit\n"
             "  -h, --help                 this text\n"
@@ -67,13 +68,14 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 static int parse_args(struct app *app, int argc, char **argv, bool *check_only)
 {
-    enum { OPT_RESOLV_CONF = 256, OPT_CHECK, OPT_VERSION, OPT_CONTROL, OPT_STATE_FILE, OPT_METRICS };
+    enum { OPT_RESOLV_CONF = 256, OPT_CHECK, OPT_EXAMPLE, OPT_VERSION, OPT_CONTROL, OPT_STATE_FILE, OPT_METRICS };
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
         { "listen", required_argument, NULL, 'l' },
         { "upstream", required_argument, NULL, 'u' },
         { "resolv-conf", required_argument, NULL, OPT_RESOLV_CONF },
         { "check-config", no_argument, NULL, OPT_CHECK },
+        { "example-config", no_argument, NULL, OPT_EXAMPLE },
         { "control", required_argument, NULL, OPT_CONTROL },
         { "state-file", required_argument, NULL, OPT_STATE_FILE },
         { "metrics-listen", required_argument, NULL, OPT_METRICS },
@@ -120,6 +122,9 @@ static int parse_args(struct app *app, int argc, char **argv, bool *check_only)
         case 'v':
             app->ov.verbose++;
             break;
+        case OPT_EXAMPLE:
+            config_write_example(stdout);
+            exit(0);
         case OPT_VERSION:
             printf("dotward %s\n", DOTWARD_VERSION);
             exit(0);

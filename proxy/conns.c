@@ -219,13 +219,6 @@ void conns_cancel(struct conns *c, struct treq *r)
         stream_cancel(r->owner, r);
 }
 
-void conns_abort(struct conns *c, struct treq *r, enum probe_outcome why, const char *reason)
-{
-    (void)c;
-    if (r->owner)
-        stream_abort(r->owner, why, reason);
-}
-
 void conns_adopt(struct conns *c, const struct net_addr *ip, struct tls_profile *tls, int fd,
                  struct tls_conn *conn)
 {

@@ -41,8 +41,6 @@ void conns_set_opts(struct conns *c, const struct conns_opts *o);
 int conns_send(struct conns *c, enum stream_kind kind, struct treq *r, bool *opening);
 /* Forgets `r` (held: r->owner is its connection). */
 void conns_cancel(struct conns *c, struct treq *r);
-/* Closes the connection `r` waits on (its requests fail with `why`). */
-void conns_abort(struct conns *c, struct treq *r, enum probe_outcome why, const char *reason);
 /* Takes a DoT connection a probe set up with `ip` (fd and conn taken:
  * closed if nothing needs them). */
 void conns_adopt(struct conns *c, const struct net_addr *ip, struct tls_profile *tls, int fd,

@@ -195,7 +195,8 @@ struct health *health_get(struct health_table *t, const struct net_addr *a)
         return NULL;
     h->ip = k;
     h->port = port;
-    h->srtt = -1;
+    for (int i = 0; i < HEALTH_PATHS; i++)
+        h->rtt[i].srtt = -1;
     if (t->size >= t->nbuckets)
         grow(t);
     size_t b = bucket(t, &k, port);
@@ -228,26 +229,31 @@ void health_unpin(struct health_table *t, struct health *h)
     evict(t);
 }
 
-double health_rto(const struct health *h, double max)
+double health_rto(const struct health *h, enum health_path path, double max)
 {
-    if (h->srtt < 0)
+    const struct health_rtt *r = &h->rtt[path];
+    if (r->srtt < 0)
         return max;
-    double rto = (double)h->srtt + 4 * (double)h->rttvar;
+    double rto = (double)r->srtt + 4 * (double)r->rttvar;
     if (rto < RTO_MIN)
         rto = RTO_MIN;
     return rto < max ? rto : max;
 }
 
-void health_rtt_sample(struct health *h, double rtt)
+double health_srtt(const struct health *h) { return h->rtt[h->last_path].srtt; }
+
+void health_rtt_sample(struct health *h, enum health_path path, double rtt)
 {
-    if (h->srtt < 0) {
-        h->srtt = (float)rtt;
-        h->rttvar = (float)(rtt / 2);
+    struct health_rtt *r = &h->rtt[path];
+    if (r->srtt < 0) {
+        r->srtt = (float)rtt;
+        r->rttvar = (float)(rtt / 2);
     } else {
-        double d = h->srtt - rtt;
-        h->rttvar = (float)(0.75 * h->rttvar + 0.25 * (d < 0 ? -d : d));
-        h->srtt = (float)(0.875 * h->srtt + 0.125 * rtt);
+        double d = r->srtt - rtt;
+        r->rttvar = (float)(0.75 * r->rttvar + 0.25 * (d < 0 ? -d : d));
+        r->srtt = (float)(0.875 * r->srtt + 0.125 * rtt);
     }
+    h->last_path = (uint8_t)path;
     h->fails = 0;
     h->backoff_until = 0;
     h->answers++;
@@ -262,6 +268,7 @@ void health_failed(struct health *h, double now)
         h->fails++;
     h->backoff_until = now + (b < BACKOFF_MAX ? b : BACKOFF_MAX);
     /* A timeout says the RTT estimate was too optimistic. */
-    if (h->srtt >= 0)
-        h->rttvar = h->rttvar * 2 + 0.01f;
+    struct health_rtt *r = &h->rtt[h->last_path];
+    if (r->srtt >= 0)
+        r->rttvar = r->rttvar * 2 + 0.01f;
 }

@@ -18,14 +18,24 @@
 #include "lib/ipkey.h"
 #include "lib/net.h"
 
+/* Round-trip times are kept apart per path: a DoT server's answers take
+ * another time than its plain ones (TLS, often a different front end),
+ * and one path's delays must not set the other's timeouts. */
+enum health_path { HEALTH_DO53, HEALTH_DOT, HEALTH_PATHS };
+
+struct health_rtt {
+    float srtt, rttvar;          /* seconds; srtt < 0: never measured */
+};
+
 struct health {
     /* Read-only outside health.c. */
-    float srtt, rttvar;          /* seconds; srtt < 0: never measured */
+    struct health_rtt rtt[HEALTH_PATHS];
     double backoff_until;        /* before this it is only a last resort */
     uint32_t sent, answers, timeouts;
     uint16_t fails;              /* consecutive failed tries */
     uint16_t pins;
     uint16_t port;
+    uint8_t last_path;           /* enum health_path of the latest answer */
     struct ip_key ip;
     /* Private to health.c. */
     struct health *hnext, *lru_prev, *lru_next;
@@ -48,9 +58,11 @@ struct health *health_find(const struct health_table *t, const struct net_addr *
 struct health *health_pin(struct health_table *t, const struct net_addr *a);
 void health_unpin(struct health_table *t, struct health *h);
 
-/* How long one try may wait before the next server is tried. */
-double health_rto(const struct health *h, double max);
-void health_rtt_sample(struct health *h, double rtt);
+/* How long one try over `path` may wait before the next server is tried. */
+double health_rto(const struct health *h, enum health_path path, double max);
+void health_rtt_sample(struct health *h, enum health_path path, double rtt);
+/* The smoothed RTT of the path the server last answered over; < 0: never measured. */
+double health_srtt(const struct health *h);
 /* A try failed (timeout or error): exponential backoff, capped. */
 void health_failed(struct health *h, double now);
 

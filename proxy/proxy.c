@@ -39,13 +39,6 @@ static void tx_cancel(void *arg, enum try_kind kind, struct treq *r)
         conns_cancel(px->conns, r);
 }
 
-static void tx_abort(void *arg, enum try_kind kind, struct treq *r, enum probe_outcome why, const char *reason)
-{
-    struct proxy *px = arg;
-    if (kind != TRY_UDP)
-        conns_abort(px->conns, r, why, reason);
-}
-
 /* ---- what DoT connections tell the probe table ---- */
 
 static void dot_outcome(void *arg, const struct net_addr *ip, enum probe_outcome o, const char *reason)
@@ -173,7 +166,7 @@ struct proxy *proxy_new(struct ev_loop *loop, struct probe_table *probes, struct
                                           .waiters = waiters };
     struct query_env qe = {
         .loop = loop, .rng = &px->rng, .stats = &px->stats, .probes = probes,
-        .tx = { .send = tx_send, .cancel = tx_cancel, .abort = tx_abort, .arg = px },
+        .tx = { .send = tx_send, .cancel = tx_cancel, .arg = px },
         .idle = queries_idle, .idle_arg = px,
     };
     /* Settings come with the first view; these only hold until then. */

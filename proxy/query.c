@@ -44,6 +44,11 @@ struct query {
     bool verbatim;                   /* signed, or another opcode: forwarded byte for byte */
     bool plain_udp;                  /* another opcode from a UDP client: over UDP, as it came */
     const struct route_server *dot_failed; /* DoT failed to it: Do53 only, for this query */
+    /* The latest try is over DoT and outlived its RTO: the query waits on
+     * its live connection, asks other servers over DoT only, and at
+     * `fallback_at` (dot-fallback = availability) over Do53 too. */
+    bool dot_waiting;
+    double fallback_at;
     struct query_try tries[QUERY_MAX_TRIES];
     uint8_t inline_buf[QUERY_INLINE_BYTES];
 };
@@ -58,6 +63,9 @@ struct query_pool {
 
 static void query_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void query_next_try(struct query *q);
+
+static enum health_path path_of(enum try_kind kind) { return kind == TRY_DOT ? HEALTH_DOT : HEALTH_DO53; }
+
 static bool tcp_try_pending(const struct query *q)
 {
     for (unsigned i = 0; i < q->n_tries; i++)
@@ -320,6 +328,8 @@ static int start_try(struct query *q, struct route_server *srv, enum try_kind ki
     t->r.to = &srv->addr;
     t->r.tls = srv->profile;
     t->r.verbatim = q->verbatim;
+    if (kind != TRY_DOT)
+        q->dot_waiting = false;
     bool opening = false;
     if (p->env.tx.send(p->env.tx.arg, kind, &t->r, &opening) < 0) {
         t->r.owner = NULL;
@@ -328,7 +338,7 @@ static int start_try(struct query *q, struct route_server *srv, enum try_kind ki
     }
     srv->health->sent++;
     /* A new connection must be set up first: the handshake gets the whole attempt. */
-    double wait = opening ? cfg->attempt_timeout : health_rto(srv->health, cfg->attempt_timeout);
+    double wait = opening ? cfg->attempt_timeout : health_rto(srv->health, path_of(kind), cfg->attempt_timeout);
     arm_timer(q, now + wait);
     return 0;
 }
@@ -356,6 +366,53 @@ static struct query_try *latest_try(struct query *q)
     return q->n_tries ? &q->tries[q->n_tries - 1] : NULL;
 }
 
+/* While a DoT answer is late, the question may go to another server, but
+ * over DoT only: a slow answer never puts the name on a plain leg. Returns
+ * 0 if a try started. */
+static int ask_another_over_dot(struct query *q, double now)
+{
+    uint32_t skip = q->tried;
+    while (q->n_tries < QUERY_MAX_TRIES) {
+        int idx = route_select(q->zone, skip, now, q->pool->env.rng);
+        if (idx < 0 || (skip & (1u << idx)))
+            return -1;
+        skip |= 1u << idx;
+        struct route_server *srv = q->zone->servers[idx];
+        if (choose_path(q, srv, now) != TRY_DOT)
+            continue; /* left for a later plain try, if one comes */
+        q->tried |= 1u << idx;
+        if (start_try(q, srv, TRY_DOT, now) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+/* The end of the budget's DoT part (dot-fallback = availability): the
+ * question goes over Do53 to an opportunistic server it waits on over DoT,
+ * whose answer over DoT is still taken if it comes first. */
+static void fall_back_slow(struct query *q, double now)
+{
+    struct query_pool *p = q->pool;
+    for (unsigned i = 0; i < q->n_tries; i++) {
+        struct query_try *t = &q->tries[i];
+        if (t->via != TRY_DOT || !t->r.owner || t->srv->tls != SERVER_TLS_OPPORTUNISTIC)
+            continue;
+        struct route_server *srv = t->srv;
+        if (start_try(q, srv, q->want_tcp ? TRY_TCP : TRY_UDP, now) < 0)
+            break;
+        p->env.stats->fallback_timeout++;
+        probe_table_count_fallbacks(p->env.probes, &srv->addr, 1);
+        return;
+    }
+    if (q->dot_waiting) {
+        /* Strict servers only: they are waited for until the deadline. */
+        q->fallback_at = q->deadline;
+        arm_timer(q, q->deadline);
+        return;
+    }
+    query_next_try(q);
+}
+
 static void query_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct query *q = w->data;
@@ -366,17 +423,29 @@ static void query_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     struct query_try *t = latest_try(q);
+    if (q->dot_waiting) {
+        if (now >= q->fallback_at - 1e-6)
+            fall_back_slow(q, now);
+        else if (!(t->via == TRY_DOT && t->r.owner) || ask_another_over_dot(q, now) < 0)
+            arm_timer(q, q->fallback_at);
+        return;
+    }
     if (t && t->r.owner) {
-        q->pool->env.stats->upstream_timeouts++;
-        t->srv->health->timeouts++;
         if (t->via == TRY_DOT) {
-            /* A DoT peer that stops answering is dead for every query on the
-             * connection: close it; each waiting query, this one included,
-             * comes back through on_failed(). */
-            const struct query_transports *tx = &q->pool->env.tx;
-            tx->abort(tx->arg, TRY_DOT, &t->r, PROBE_QUERY_TIMEOUT, "query timed out");
+            /* Late on a live connection is slow, not lost: the stream tells a
+             * dead path (proxy/stream.c) and fails the try then. */
+            const struct config *cfg = q->view->cfg;
+            q->pool->env.stats->dot_slow++;
+            q->dot_waiting = true;
+            q->fallback_at = cfg->dot_fallback == CONFIG_DOT_FALLBACK_AVAILABILITY
+                                 ? q->deadline - cfg->attempt_timeout
+                                 : q->deadline;
+            if (ask_another_over_dot(q, now) < 0)
+                arm_timer(q, q->fallback_at);
             return;
         }
+        q->pool->env.stats->upstream_timeouts++;
+        t->srv->health->timeouts++;
         /* The try stays pending: a late answer is still welcome. */
         health_failed(t->srv->health, now);
     }
@@ -430,7 +499,7 @@ static void on_answer(void *arg, struct treq *r, uint8_t *msg, size_t len, const
     struct query *q = t->q;
     struct stats *st = p->env.stats;
     double now = ev_now(p->env.loop);
-    health_rtt_sample(t->srv->health, now - t->sent_at);
+    health_rtt_sample(t->srv->health, path_of(t->via), now - t->sent_at);
     stats_latency_add(st, t->via == TRY_DOT ? STATS_DOT : t->via == TRY_TCP ? STATS_TCP : STATS_UDP,
                       now - t->sent_at);
     if ((wm->flags & WIRE_TC) && t->via == TRY_UDP && q->want_tcp && tcp_try_pending(q)) {

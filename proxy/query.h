@@ -50,8 +50,6 @@ struct client {
 struct query_transports {
     int (*send)(void *arg, enum try_kind kind, struct treq *r, bool *opening);
     void (*cancel)(void *arg, enum try_kind kind, struct treq *r);
-    /* Closes the connection a stream request waits on. */
-    void (*abort)(void *arg, enum try_kind kind, struct treq *r, enum probe_outcome why, const char *reason);
     void *arg;
 };
 

@@ -168,7 +168,8 @@ int route_select(const struct route_zone *z, uint32_t tried, double now, struct 
         const struct health *h = z->servers[i]->health;
         candidates++;
         /* Backed-off servers sort after all healthy ones; unmeasured ones first among equals. */
-        double key = (h->srtt < 0 ? 0 : h->srtt) + (h->backoff_until > now ? 1e6 : 0);
+        double srtt = health_srtt(h);
+        double key = (srtt < 0 ? 0 : srtt) + (h->backoff_until > now ? 1e6 : 0);
         if (best < 0 || key < best_key) {
             best = i;
             best_key = key;

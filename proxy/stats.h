@@ -23,7 +23,7 @@
     X(dot_answers)          /* answers that came back over DoT */ \
     X(fallback_connect)     /* DoT -> Do53 re-sends: connect failed or refused */ \
     X(fallback_tls)         /* DoT -> Do53 re-sends: TLS handshake failed */ \
-    X(fallback_timeout)     /* DoT -> Do53 re-sends: query timed out on the connection */ \
+    X(fallback_timeout)     /* DoT -> Do53 re-sends: a dead path, or no DoT answer by the end of the budget's DoT part */ \
     X(fallback_closed)      /* DoT -> Do53 re-sends: server closed the connection */ \
     X(fallback_bad_answer)  /* DoT -> Do53 re-sends: garbage on the connection */ \
     X(fallback_reset)       /* DoT -> Do53 re-sends: the connection was reset or a read failed */ \
@@ -41,6 +41,8 @@
     X(tcp_clients_rejected) /* TCP clients closed at once: tcp-clients or the per-source limit reached */ \
     X(tcp_clients_evicted)  /* TCP clients closed to make room: idle or slow when the set was full */ \
     X(tcp_clients_timed_out) /* TCP clients closed: a message or a write took longer than tcp-io-timeout */ \
+    X(upstream_dead_path)   /* upstream TCP/DoT connections closed: bytes unacknowledged for several RTTs, or nothing back for two query budgets */ \
+    X(dot_slow)             /* DoT tries that outlived their RTO and went on waiting on their live connection */ \
     X(upstream_conn_limit)  /* upstream TCP/DoT connections not opened: max-upstream-connections reached */ \
     X(send_errors)          /* answers that could not be sent to a client */
 

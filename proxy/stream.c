@@ -26,6 +26,18 @@
 #define DOT_PAD_BLOCK 128            /* RFC 8467 4.1 */
 #define KEEPALIVE_MARGIN 0.5         /* s: close before the server says it will */
 #define QUICKACK_MAX_PENDING 8
+/* While requests wait, the path is looked at this often (TCP_INFO). */
+#define PATH_CHECK_PERIOD 0.2
+/* Unacknowledged bytes mean a dead path after this many of the kernel's
+ * smoothed RTTs without an ACK, and never before the floor: a server that
+ * acknowledges and answers late is slow, not gone, and is waited for. */
+#define DEAD_PATH_RTTS 4
+#define DEAD_PATH_MIN 0.2
+/* Nothing at all back for this many query budgets while requests wait is a
+ * dead connection too. More than one: a query still inside its own budget
+ * when the connection goes quiet must end (answer, SERVFAIL, its own
+ * fallback) before that is decided, so lateness alone never triggers it. */
+#define SILENT_BUDGETS 2
 
 enum stream_state { STREAM_NEW, STREAM_CONNECTING, STREAM_HANDSHAKE, STREAM_OPEN, STREAM_DEAD };
 
@@ -42,7 +54,9 @@ struct stream {
     bool session_saved;
     double idle_limit;         /* s; from env, lowered by the server's keepalive */
     ev_io io;
-    ev_timer timer;            /* connect/handshake deadline, then idle timeout */
+    ev_timer timer;            /* connect/handshake deadline, then path checks or idle timeout */
+    bool checking;             /* the timer checks the path (requests wait) */
+    double waiting_since;      /* oldest request sent and not answered since anything came back; 0: none */
     struct bytebuf in, out;
     struct idmap pending;      /* ID + 1 -> struct treq * (0 is the empty key) */
     struct flush_item flush;
@@ -108,10 +122,13 @@ static void update_io(struct stream *s)
     }
     if (s->state == STREAM_OPEN) {
         if (s->pending.used == 0 && bytebuf_len(&s->out) == 0) {
+            s->checking = false;
             s->timer.repeat = idle_timeout(s);
             ev_timer_again(loop, &s->timer);
-        } else {
-            ev_timer_stop(loop, &s->timer);
+        } else if (!s->checking) {
+            s->checking = true;
+            s->timer.repeat = PATH_CHECK_PERIOD;
+            ev_timer_again(loop, &s->timer);
         }
     }
 }
@@ -297,6 +314,8 @@ int stream_send(struct stream *s, struct treq *r)
     bytebuf_commit(&s->out, len + 2);
     r->id = id;
     r->owner = s;
+    if (s->waiting_since == 0)
+        s->waiting_since = ev_now(env->loop);
     if (s->kind == STREAM_DOT)
         env->stats->upstream_dot++;
     else
@@ -321,6 +340,8 @@ static void handle_frame(struct stream *s, uint8_t *msg, size_t len)
 {
     const struct stream_env *env = s->env;
     struct wire_msg wm;
+    /* Anything from the server, even an answer to a query given up on, shows it is there. */
+    s->waiting_since = s->pending.used ? ev_now(env->loop) : 0;
     if (wire_parse_response(msg, len, &wm) != WIRE_OK) {
         /* A stream that carries garbage cannot be trusted to stay in sync. */
         env->stats->upstream_malformed++;
@@ -359,6 +380,8 @@ static void handle_frame(struct stream *s, uint8_t *msg, size_t len)
             env->dot_outcome(env->arg, &s->addr, PROBE_OK, NULL);
     }
     idmap_del(&s->pending, (uint64_t)wm.id + 1);
+    if (s->pending.used == 0)
+        s->waiting_since = 0;
     r->owner = NULL;
     env->sink->answer(env->sink->arg, r, msg, len, &wm);
 }
@@ -522,10 +545,40 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
         read_some(s);
 }
 
+/* Tells a dead path from a slow server by the transport, not by how late an
+ * answer is: bytes the server's TCP has not acknowledged for several round
+ * trips (the kernel retransmits them), or nothing at all back for
+ * SILENT_BUDGETS query budgets while requests wait. Returns true if it
+ * closed the stream. */
+static bool path_dead(struct stream *s, double now)
+{
+    char why[96];
+    if (s->waiting_since > 0 && now - s->waiting_since >= SILENT_BUDGETS * s->env->setup) {
+        snprintf(why, sizeof why, "nothing received for %.1f s with queries waiting", now - s->waiting_since);
+        s->env->stats->upstream_dead_path++;
+        teardown(s, PROBE_QUERY_TIMEOUT, why, true);
+        return true;
+    }
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    if (s->pending.used == 0 || getsockopt(s->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+        ti.tcpi_unacked == 0 || ti.tcpi_retransmits == 0)
+        return false;
+    double limit = DEAD_PATH_RTTS * (double)ti.tcpi_rtt / 1e6;
+    if (limit < DEAD_PATH_MIN)
+        limit = DEAD_PATH_MIN;
+    if ((double)ti.tcpi_last_ack_recv / 1000.0 < limit)
+        return false;
+    snprintf(why, sizeof why, "dead path: %u segments unacknowledged, no ACK for %u ms", ti.tcpi_unacked,
+             ti.tcpi_last_ack_recv);
+    s->env->stats->upstream_dead_path++;
+    teardown(s, PROBE_QUERY_TIMEOUT, why, true);
+    return true;
+}
+
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct stream *s = w->data;
-    (void)loop;
     (void)revents;
     switch (s->state) {
     case STREAM_CONNECTING:
@@ -535,7 +588,9 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         teardown(s, PROBE_TLS_FAILED, "TLS handshake timed out", true);
         break;
     default:
-        teardown(s, PROBE_CLOSED_CLEAN, "idle", true);
+        /* Idle, with what it was last asked unanswered for a whole budget, is a failure too. */
+        if (!path_dead(s, ev_now(loop)) && !s->checking)
+            teardown(s, PROBE_CLOSED_CLEAN, "idle", true);
         break;
     }
 }

@@ -52,7 +52,7 @@ struct stream_env {
     void (*session_put)(void *arg, const struct net_addr *ip, struct tls_session *s);
     void *arg;
     double idle;          /* s: an idle connection closes */
-    double setup;         /* s: connect and handshake must be done within it */
+    double setup;         /* s: one query budget: connect and handshake must be done within it */
     uint16_t edns_size;   /* our UDP size in the OPT added on the DoT leg */
 };
 

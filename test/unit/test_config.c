@@ -1312,7 +1312,7 @@ static void test_dump_text(void **state)
     assert_non_null(strstr(buf, "\nstate-file =\nsave-interval = 10m\n"));
     assert_non_null(strstr(buf, "\n[probe]\nprobe-after-visits = 2\nprobe-on-start = yes\n"
                                 "max-busy-probes = 16\nprobe-timeout = 4s\npersistence = 3d\ndamping = 1d\n"
-                                "dot-fail-threshold = 3\nmax-entries = 4096\n"));
+                                "dot-fail-threshold = 3\ndot-fallback = availability\nmax-entries = 4096\n"));
     free(buf);
     config_free(c);
 

@@ -227,7 +227,7 @@ static void test_status_and_stats(void **state)
     struct fixture *f = *state;
     hostile_entry(f);
     char *out = ask(f, "status\n");
-    assert_non_null(strstr(out, "\nupstream: zone=. addr=192.0.2.1:53 tls=opportunistic srtt_ms=- fails=0 "));
+    assert_non_null(strstr(out, "\nupstream: zone=. addr=192.0.2.1:53 tls=opportunistic srtt_ms=- dot_srtt_ms=- fails=0 "));
     assert_non_null(strstr(out, " dot=bad dot_expiry="));
     /* the reason's newline does not break the line */
     assert_non_null(strstr(out, "dot_reason=\"tls-failed: q\"b\\s nl\ttab"));

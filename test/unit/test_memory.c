@@ -27,8 +27,8 @@
 #include "probe/table.h"
 #include "proxy/health.h"
 
-#define PROBE_BYTES_PER_IP 160.0
-#define HEALTH_BYTES_PER_IP 96.0
+#define PROBE_BYTES_PER_IP 150.0
+#define HEALTH_BYTES_PER_IP 106.0
 #define BYTES_PER_IP 256.0
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -176,7 +176,7 @@ static void *health_build(size_t n)
         nth_ip(i, &a);
         struct health *h = health_get(t, &a);
         assert_non_null(h);
-        health_rtt_sample(h, 0.001 * (double)(i % 50 + 1));
+        health_rtt_sample(h, HEALTH_DO53, 0.001 * (double)(i % 50 + 1));
     }
     assert_int_equal(health_table_size(t), n);
     return t;

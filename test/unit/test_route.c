@@ -135,9 +135,9 @@ static void test_select_fastest_with_exploration(void **state)
     add(t, ".", "192.0.2.2");
     add(t, ".", "192.0.2.3");
     struct route_zone *z = &t->zones[0];
-    health_rtt_sample(z->servers[0]->health, 0.050);
-    health_rtt_sample(z->servers[1]->health, 0.005);
-    health_rtt_sample(z->servers[2]->health, 0.020);
+    health_rtt_sample(z->servers[0]->health, HEALTH_DO53, 0.050);
+    health_rtt_sample(z->servers[1]->health, HEALTH_DO53, 0.005);
+    health_rtt_sample(z->servers[2]->health, HEALTH_DO53, 0.020);
     int counts[3] = { 0 };
     pick_counts(z, 0, 100, 4000, counts);
     /* The fastest wins most; the others still get explored now and then. */
@@ -153,8 +153,8 @@ static void test_select_skips_tried_and_backed_off(void **state)
     add(t, ".", "192.0.2.1");
     add(t, ".", "192.0.2.2");
     struct route_zone *z = &t->zones[0];
-    health_rtt_sample(z->servers[0]->health, 0.001);
-    health_rtt_sample(z->servers[1]->health, 0.100);
+    health_rtt_sample(z->servers[0]->health, HEALTH_DO53, 0.001);
+    health_rtt_sample(z->servers[1]->health, HEALTH_DO53, 0.100);
     int counts[2] = { 0 };
     pick_counts(z, 1u << 0, 100, 200, counts);   /* server 0 already tried */
     assert_int_equal(counts[0], 0);
@@ -187,7 +187,7 @@ static void test_backoff_grows_and_resets(void **state)
     for (int i = 0; i < 20; i++)
         health_failed(u, 0);
     assert_true(u->backoff_until <= 60.0 + 1e-9);
-    health_rtt_sample(u, 0.01);
+    health_rtt_sample(u, HEALTH_DO53, 0.01);
     assert_int_equal(u->fails, 0);
     assert_true(u->backoff_until == 0);
 }
@@ -196,16 +196,16 @@ static void test_rto(void **state)
 {
     (void)state;
     struct health *u = h_new("192.0.2.1");
-    assert_true(health_rto(u, 0.8) == 0.8);     /* unmeasured: the maximum */
-    health_rtt_sample(u, 0.0001);
-    assert_true(health_rto(u, 0.8) >= 0.1);     /* floor */
+    assert_true(health_rto(u, HEALTH_DO53, 0.8) == 0.8);     /* unmeasured: the maximum */
+    health_rtt_sample(u, HEALTH_DO53, 0.0001);
+    assert_true(health_rto(u, HEALTH_DO53, 0.8) >= 0.1);     /* floor */
     for (int i = 0; i < 50; i++)
-        health_rtt_sample(u, 0.3);
-    double r = health_rto(u, 0.8);
+        health_rtt_sample(u, HEALTH_DO53, 0.3);
+    double r = health_rto(u, HEALTH_DO53, 0.8);
     assert_true(r >= 0.3 && r <= 0.8);
     for (int i = 0; i < 50; i++)
-        health_rtt_sample(u, 2.0);
-    assert_true(health_rto(u, 0.8) == 0.8);     /* capped */
+        health_rtt_sample(u, HEALTH_DO53, 2.0);
+    assert_true(health_rto(u, HEALTH_DO53, 0.8) == 0.8);     /* capped */
 }
 
 int main(void)
