@@ -15,6 +15,11 @@ and everything goes away with the namespaces at teardown):
     dwt-<pid>-s18   192.0.2.18  NSD on 53; on 853 a correct scripted DoT server that hangs up
                                 on idle connections after 1.5 s, without any keepalive hint
 
+`Lab(dir, kinds={n: kind})` brings up only the servers named, on 192.0.2.n;
+besides the kinds above there is `knot-dnsdist`: knot on 53 and dnsdist
+terminating TLS on 853 in front of it (knot 3.2 has no DoT), with
+`knot_extras={n: (conf_extra, zone_extra)}` for knot's TSIG keys and ACLs.
+
 Every server serves zone `test.` (harness.zone_text()) plus `www.sNN A 192.0.2.80`
 for every server and `who TXT "sNN"` naming itself. Nothing is added to the
 root namespace; no packet leaves the lab.
@@ -216,7 +221,7 @@ class Server:
 
     def __init__(self, lab, n, kind):
         self.lab, self.n, self.kind = lab, n, kind
-        self.ip = SERVER_IPS[n]
+        self.ip = server_ip(n)
         self.ns = lab.ns("s%d" % n)
         self.dir = os.path.join(lab.dir, "s%d" % n)
         os.makedirs(self.dir, exist_ok=True)
@@ -224,6 +229,8 @@ class Server:
         self.nft = None
         self.nsd_dot = kind in ("nsd-dot", "nsd-drop", "nsd-reset")
         self.nsd_tcp_timeout = None
+        # knot kinds: put into knot's config (harness.knot_conf): keys, ACLs
+        self.knot_extra, self.knot_zone_extra = lab.knot_extras.get(n, ("", ""))
 
     # ---- NSD -------------------------------------------------------------
     def nsd_conf(self):
@@ -297,15 +304,30 @@ zone "test." {{ type primary; file "{zfile}"; }};
             named = shutil.which("named") or "/usr/sbin/named"
             self.procs.append(LabProc(self.lab, self.ns, "named", [named, "-g", "-n", "1", "-c", conf],
                                       d).start())
-        if self.kind == "knot":
+        if self.kind in ("knot", "knot-dnsdist"):
             zfile = os.path.join(d, "test.zone")
             with open(zfile, "w") as f:
                 f.write(zone_for(self.n))
             conf = os.path.join(d, "knot.conf")
             with open(conf, "w") as f:
-                f.write(harness.knot_conf(d, self.ip, 53, zfile))
+                f.write(harness.knot_conf(d, self.ip, 53, zfile, self.knot_extra, self.knot_zone_extra))
             knotd = shutil.which("knotd") or "/usr/sbin/knotd"
             self.procs.append(LabProc(self.lab, self.ns, "knot", [knotd, "-c", conf], d).start())
+        if self.kind == "knot-dnsdist":
+            # knot 3.2 has no DoT: dnsdist terminates TLS on 853 and passes
+            # the queries on to knot on IP:53 (from IP, so an nft rule on the
+            # client's source address drops only the client's Do53).
+            conf = os.path.join(d, "dnsdist.conf")
+            with open(conf, "w") as f:
+                f.write('setSecurityPollSuffix("")\n'   # no security-status query to anyone
+                        'setLocal("127.0.0.1:5399")\n'
+                        'addTLSLocal("{ip}:853", "{cert}", "{key}")\n'
+                        'setACL({{"192.0.2.0/24"}})\n'
+                        'newServer({{address="{ip}:53"}})\n'.format(ip=self.ip, cert=self.lab.cert,
+                                                                     key=self.lab.key))
+            dnsdist = shutil.which("dnsdist") or "/usr/bin/dnsdist"
+            self.procs.append(LabProc(self.lab, self.ns, "dnsdist",
+                                      [dnsdist, "--supervised", "--disable-syslog", "-C", conf], d).start())
         if self.kind == "nsd-drop":
             self.nft = Nft(self.lab, self.ns, ["tcp dport 853 drop"])
         if self.kind == "nsd-reset":
@@ -359,10 +381,20 @@ SERVER_KINDS = {
 }
 
 
+def server_ip(n):
+    return SERVER_IPS.get(n, "192.0.2.%d" % n)
+
+
 class Lab:
-    def __init__(self, workdir):
+    """`kinds` ({n: kind}, default SERVER_KINDS) says which servers to start,
+    on 192.0.2.n each; `knot_extras` ({n: (conf_extra, zone_extra)}) goes
+    into the config of knot kinds."""
+
+    def __init__(self, workdir, kinds=None, knot_extras=None):
         self.dir = str(workdir)
         os.makedirs(self.dir, exist_ok=True)
+        self.kinds = dict(kinds if kinds is not None else SERVER_KINDS)
+        self.knot_extras = dict(knot_extras or {})
         self.namespaces = []
         self.servers = {}
         self.cert = os.path.join(self.dir, "cert.pem")
@@ -397,9 +429,9 @@ class Lab:
         sh(["ip", "-n", hub, "link", "add", "br0", "type", "bridge"])
         sh(["ip", "-n", hub, "link", "set", "br0", "up"])
         self._add_ns("cli", CLIENT_IP)
-        for n, kind in SERVER_KINDS.items():
-            self._add_ns("s%d" % n, SERVER_IPS[n])
-        for n, kind in SERVER_KINDS.items():
+        for n, kind in self.kinds.items():
+            self._add_ns("s%d" % n, server_ip(n))
+        for n, kind in self.kinds.items():
             self.servers[n] = Server(self, n, kind).start()
         for s in self.servers.values():
             s.wait_ready()

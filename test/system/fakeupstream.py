@@ -22,6 +22,8 @@ Modes (what happens to each query):
   reverse         hold answers until `hold_count` arrived (or `hold_timeout`), then send
                   them newest first (over all connections and both transports)
 `delay` (seconds) postpones every answer.
+`keyring` ({name: dns.tsig.Key}, default None): signed queries are verified with it (a
+bad signature makes the query unparsable) and the answers signed back.
 
 Run standalone: /usr/bin/python3 fakeupstream.py ADDR PORT [MODE [DELAY_MS]]
 """
@@ -77,6 +79,7 @@ class FakeUpstream:
         self.spoof_lead = 0.1
         self.hold_count = 0
         self.hold_timeout = 1.0
+        self.keyring = None       # TSIG keys ({name: dns.tsig.Key}): verify signed queries, sign answers
         self.received = []        # Received, in arrival order
         self.sent_order = []      # qnames in the order answers were sent (reverse mode)
         self.unparsable = 0
@@ -214,7 +217,7 @@ class FakeUpstream:
 
     def _handle_one(self, data, transport, send, peer):
         try:
-            q = dns.message.from_wire(data)
+            q = dns.message.from_wire(data, keyring=self.keyring)
             question = q.question[0]
         except Exception:
             if not self._answer_raw_opcode(data, transport, send, peer):

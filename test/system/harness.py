@@ -394,8 +394,10 @@ def run_dotward(binary, args, cwd, cap=WAIT_CAP):
                           stdin=subprocess.DEVNULL, timeout=cap)
 
 
-def knot_conf(rundir, addr, port, zfile):
-    """A knotd config serving zone test. from zfile on addr@port."""
+def knot_conf(rundir, addr, port, zfile, extra="", zone_extra=""):
+    """A knotd config serving zone test. from zfile on addr@port. `extra` is put
+    before the zone section (key:, remote:, acl: sections), `zone_extra` into
+    the zone's entry (lines indented by four spaces: acl, master, ...)."""
     return """server:
     rundir: "{d}"
     listen: {addr}@{port}
@@ -411,10 +413,10 @@ template:
   - id: default
     zonefile-sync: -1
     journal-content: none
-zone:
+{extra}zone:
   - domain: test.
     file: "{zfile}"
-""".format(d=rundir, addr=addr, port=port, zfile=zfile)
+{zone_extra}""".format(d=rundir, addr=addr, port=port, zfile=zfile, extra=extra, zone_extra=zone_extra)
 
 
 class Server:
@@ -565,12 +567,16 @@ zone:
 
 
 class Knot(Server):
+    """knotd in the foreground. `conf_extra` and `zone_extra` go into its
+    config (see knot_conf): TSIG keys, ACLs, a primary to transfer from."""
     name = "knot"
 
-    def __init__(self, workdir, addr, port, zone=None):
+    def __init__(self, workdir, addr, port, zone=None, conf_extra="", zone_extra=""):
         super().__init__(workdir, addr, port)
         self.zone = zone if zone is not None else zone_text(
             "www.sub IN A %s\n" % KNOT_ONLY_A)
+        self.conf_extra, self.zone_extra = conf_extra, zone_extra
+        self.control = os.path.join(self.dir, "knot.sock")   # rundir/knot.sock, knotc's default
 
     def start(self):
         zfile = os.path.join(self.dir, "test.zone")
@@ -578,7 +584,61 @@ class Knot(Server):
             f.write(self.zone)
         conf = os.path.join(self.dir, "knot.conf")
         with open(conf, "w") as f:
-            f.write(knot_conf(self.dir, self.addr, self.port, zfile))
+            f.write(knot_conf(self.dir, self.addr, self.port, zfile, self.conf_extra, self.zone_extra))
         self._spawn([shutil.which("knotd") or "knotd", "-c", conf])
+        self.wait_ready()
+        return self
+
+    def knotc(self, *args, check=True):
+        """knotc over this server's control socket; returns CompletedProcess."""
+        r = subprocess.run([shutil.which("knotc") or "knotc", "-s", self.control] + list(args),
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=WAIT_CAP)
+        if check and r.returncode != 0:
+            raise AssertionError("knotc %s -> %d\n%s%s\n--- knot log ---\n%s" % (
+                " ".join(args), r.returncode, r.stdout, r.stderr, self.log()[-3000:]))
+        return r
+
+
+def knot_tsig_section(keys):
+    """knot's key: section for {name: (algorithm, base64 secret)}."""
+    out = "key:\n"
+    for name, (alg, secret) in keys.items():
+        out += "  - id: %s\n    algorithm: %s\n    secret: %s\n" % (name, alg, secret)
+    return out
+
+
+class Named(Server):
+    """BIND (named -g) serving zone test. from a writable file, so that
+    dynamic updates can land. `keys` is {name: (algorithm, base64 secret)};
+    `allow_update` is the allow-update match list (e.g. 'key upd.') or None.
+    named listens only on addresses that an interface has: on loopback use
+    127.0.0.1 (with a port of its own), not any 127.0.0.x."""
+    name = "named"
+
+    def __init__(self, workdir, addr, port, zone=None, keys=None, allow_update=None):
+        super().__init__(workdir, addr, port)
+        self.zone = zone if zone is not None else zone_text()
+        self.keys = dict(keys or {})
+        self.allow_update = allow_update
+
+    def start(self):
+        zfile = os.path.join(self.dir, "test.zone")
+        with open(zfile, "w") as f:
+            f.write(self.zone)
+        keys = "".join('key "%s" { algorithm %s; secret "%s"; };\n' % (n, a, s)
+                       for n, (a, s) in self.keys.items())
+        upd = "allow-update { %s; };" % self.allow_update if self.allow_update else ""
+        conf = os.path.join(self.dir, "named.conf")
+        with open(conf, "w") as f:
+            f.write(keys + """options {{
+  directory "{d}"; pid-file "{d}/named.pid";
+  session-keyfile "{d}/session.key"; managed-keys-directory "{d}";
+  listen-on port {port} {{ {addr}; }}; listen-on-v6 {{ none; }};
+  recursion no; dnssec-validation no; notify no;
+}};
+controls {{ }};
+zone "test." {{ type primary; file "{zfile}"; {upd} }};
+""".format(d=self.dir, addr=self.addr, port=self.port, zfile=zfile, upd=upd))
+        self._spawn([shutil.which("named") or "/usr/sbin/named", "-g", "-n", "1", "-c", conf])
         self.wait_ready()
         return self
