@@ -68,6 +68,7 @@ struct config {
     unsigned edns_buffer_size;                       /* 1232: our UDP size towards upstreams */
     double upstream_tcp_idle;                        /* s, 10: idle upstream TCP connections close */
     unsigned max_upstream_connections;               /* 256: TCP and DoT together */
+    unsigned max_transfer_mb;                        /* 1024: AXFR/IXFR relayed at most, MiB */
 
     /* [probe]: the RFC 9539 per-IP DoT table */
     unsigned probe_after_visits;                     /* 2 */

@@ -198,7 +198,54 @@ int wire_parse_response(const uint8_t *msg, size_t len, struct wire_msg *m)
         return r;
     if (!(m->flags & WIRE_QR))
         return WIRE_ERR_QR;
+    if (m->qdcount == 0) {
+        /* A zone transfer's later messages (RFC 5936 2.2); matches no question. */
+        m->question_end = m->end = WIRE_HDR_LEN;
+        return WIRE_OK;
+    }
     return parse_question(msg, len, m);
+}
+
+int wire_xfr_scan(struct wire_xfr *x, uint16_t qtype, const uint8_t *msg, size_t len, const struct wire_msg *m)
+{
+    x->qtype = qtype;
+    if (WIRE_RCODE(m->flags) != WIRE_NOERROR)
+        return 1;
+    size_t pos = m->question_end;
+    for (unsigned i = 0; i < m->ancount; i++) {
+        if (skip_name(msg, len, &pos) < 0 || pos + 10 > len)
+            return WIRE_ERR_FORMAT;
+        uint16_t type = wire_get16(msg + pos);
+        size_t rd = pos + 10, rr_end = rd + wire_get16(msg + pos + 8);
+        if (rr_end > len)
+            return WIRE_ERR_FORMAT;
+        x->rrs++;
+        if (type == WIRE_TYPE_SOA) {
+            size_t p = rd;
+            if (skip_name(msg, rr_end, &p) < 0 || skip_name(msg, rr_end, &p) < 0 || p + 20 > rr_end)
+                return WIRE_ERR_FORMAT;
+            uint32_t serial = ((uint32_t)wire_get16(msg + p) << 16) | wire_get16(msg + p + 2);
+            if (x->rrs == 1)
+                x->serial = serial;
+            else if (x->rrs == 2 && qtype == WIRE_TYPE_IXFR)
+                x->incremental = true;
+            if (serial == x->serial && x->soas < UINT8_MAX)
+                x->soas++;
+        } else if (x->rrs == 1) {
+            return WIRE_ERR_FORMAT;
+        }
+        pos = rr_end;
+        /* AXFR and IXFR in AXFR form end with the second copy of the new
+         * SOA; differences end with the third (the last one's new SOA,
+         * then the closing one). */
+        if (x->soas >= (x->incremental ? 3 : 2))
+            return 1;
+    }
+    x->messages++;
+    /* IXFR answered with the SOA alone: the client is up to date. */
+    if (qtype == WIRE_TYPE_IXFR && x->messages == 1 && x->rrs == 1)
+        return 1;
+    return x->rrs == 0 ? WIRE_ERR_FORMAT : 0;
 }
 
 int wire_find_opt(const uint8_t *msg, size_t len, struct wire_msg *m)

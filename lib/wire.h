@@ -46,7 +46,8 @@ enum wire_opcode {
 struct wire_msg {
     uint16_t id, flags;
     uint16_t qdcount, ancount, nscount, arcount;
-    /* The one question (qdcount == 1 required by wire_parse_*). */
+    /* The one question (qdcount == 1 required by wire_parse_query; a
+     * response may have none, RFC 5936 2.2: then qname_len and qtype are 0). */
     size_t qname_off;       /* offset of the question name (never compressed in a question we accept) */
     size_t qname_len;       /* wire length of the name, including the root label */
     uint16_t qtype, qclass;
@@ -86,6 +87,21 @@ int wire_parse_response(const uint8_t *msg, size_t len, struct wire_msg *out);
  * (compression allowed, loops rejected) to validate them and find the OPT RR.
  * Returns WIRE_OK or WIRE_ERR_FORMAT. */
 int wire_find_opt(const uint8_t *msg, size_t len, struct wire_msg *m);
+
+/* Where a zone transfer's answer stands, across its messages (AXFR: RFC
+ * 5936; IXFR: RFC 1995 4). Zero it before the first message. */
+struct wire_xfr {
+    uint16_t qtype;        /* WIRE_TYPE_AXFR or WIRE_TYPE_IXFR */
+    bool incremental;      /* IXFR answered with differences (SOA, SOA, ...) */
+    uint8_t soas;          /* SOAs with the new serial seen */
+    uint32_t serial;       /* the new serial: the first record's */
+    uint32_t rrs, messages;
+};
+/* Takes one message of the answer to a transfer query of `qtype`. Returns
+ * 1 when the transfer is complete with it, 0 when more is to come, or a
+ * WIRE_ERR_* when it is not a transfer's answer (the first record is no
+ * SOA, a record does not parse). An answer with an error RCODE completes. */
+int wire_xfr_scan(struct wire_xfr *x, uint16_t qtype, const uint8_t *msg, size_t len, const struct wire_msg *m);
 const char *wire_err_str(int err);
 
 /* Reads a possibly-compressed name at *off into out (uncompressed wire form,

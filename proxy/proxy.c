@@ -17,6 +17,7 @@
 #include "proxy/tcp_client.h"
 #include "proxy/udp_pool.h"
 #include "proxy/view.h"
+#include "proxy/xfr.h"
 
 /* ---- the transports behind the query pool ---- */
 
@@ -37,6 +38,13 @@ static void tx_cancel(void *arg, enum try_kind kind, struct treq *r)
         udp_pool_cancel(px->udp, r);
     else
         conns_cancel(px->conns, r);
+}
+
+static int tx_transfer(void *arg, struct view *v, const struct client *c, const uint8_t *msg, size_t len,
+                       const struct wire_msg *wm, struct route_server *srv, enum try_kind kind)
+{
+    struct proxy *px = arg;
+    return xfr_start(px->xfrs, v, c, msg, len, wm, srv, kind);
 }
 
 /* ---- what DoT connections tell the probe table ---- */
@@ -168,6 +176,7 @@ struct proxy *proxy_new(struct ev_loop *loop, struct probe_table *probes, struct
         .loop = loop, .rng = &px->rng, .stats = &px->stats, .probes = probes,
         .tx = { .send = tx_send, .cancel = tx_cancel, .arg = px },
         .idle = queries_idle, .idle_arg = px,
+        .transfer = tx_transfer, .transfer_arg = px,
     };
     /* Settings come with the first view; these only hold until then. */
     struct udp_pool_opts uo = { .sockets = 1, .socket_uses = 1, .edns_size = 1232 };
@@ -186,8 +195,9 @@ struct proxy *proxy_new(struct ev_loop *loop, struct probe_table *probes, struct
     };
     px->udp = udp_pool_new(loop, &px->rng, &px->stats, &px->flusher, sink, &uo);
     px->conns = conns_new(&se, &co);
+    px->xfrs = xfr_pool_new(&se);
     px->tcp = tcp_clients_new(loop, &px->stats, waiters, &to, tcp_received, px, rng_u32(&px->rng));
-    if (!px->udp || !px->conns || !px->tcp) {
+    if (!px->udp || !px->conns || !px->xfrs || !px->tcp) {
         proxy_free(px);
         return NULL;
     }
@@ -315,6 +325,7 @@ void proxy_free(struct proxy *px)
     px->on_drained = NULL;
     /* Queries first: their answers go out through the clients and transports. */
     query_pool_free(px->queries);
+    xfr_pool_free(px->xfrs);
     flusher_run(&px->flusher);
     tcp_clients_free(px->tcp);
     proxy_release_listeners(px->listeners, px->n_listeners);

@@ -44,6 +44,7 @@ struct proxy {
     struct fd_waiters *waiters;      /* borrowed: the loop's */
     struct udp_pool *udp;
     struct conns *conns;
+    struct xfr_pool *xfrs;
     struct query_pool *queries;
     struct tcp_clients *tcp;
     struct listener_hooks lhooks;

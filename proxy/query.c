@@ -64,6 +64,9 @@ struct query_pool {
 static void query_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void query_next_try(struct query *q);
 
+static void start_transfer(struct query_pool *p, struct view *v, const struct client *c, const uint8_t *msg,
+                           size_t len, const struct wire_msg *wm, const struct route_zone *zone);
+
 static enum health_path path_of(enum try_kind kind) { return kind == TRY_DOT ? HEALTH_DOT : HEALTH_DO53; }
 
 static bool tcp_try_pending(const struct query *q)
@@ -195,6 +198,11 @@ void query_receive(struct query_pool *p, struct view *v, const struct client *c,
         respond_error(p, v, c, msg, len, &wm, WIRE_SERVFAIL);
         return;
     }
+    if (op == WIRE_OP_QUERY && c->ops->stream && p->env.transfer &&
+        (wm.qtype == WIRE_TYPE_AXFR || wm.qtype == WIRE_TYPE_IXFR)) {
+        start_transfer(p, v, c, msg, len, &wm, zone);
+        return;
+    }
     struct query *q = p->inflight < cfg->max_queries ? query_alloc(p, wm.end) : NULL;
     if (!q) {
         st->overload++;
@@ -284,29 +292,47 @@ static void arm_timer(struct query *q, double at)
     ev_timer_start(loop, &q->timer);
 }
 
-/* The path selector: DoT for strict servers and for Good IPs
- * (RFC 9539 4.6.1), else Do53 over the client's transport. */
+/* An opportunistic server is used over DoT when its IP is Good (RFC 9539
+ * 4.6.1); the visit also counts towards probing it. */
+static bool opportunistic_dot(struct probe_table *probes, const struct route_zone *zone,
+                              const struct route_server *srv, double now)
+{
+    struct probe_entry *e = probe_table_visit(probes, &srv->addr, zone->text, now);
+    if (e && e->authoritative != !srv->rd)
+        probe_table_set_authoritative(e, !srv->rd);
+    return e && probe_table_use_dot(probes, e, now);
+}
+
+/* The path selector: DoT for strict servers and for Good IPs, else Do53
+ * over the client's transport. */
 static enum try_kind choose_path(struct query *q, struct route_server *srv, double now)
 {
-    struct probe_table *probes = q->pool->env.probes;
     if (q->plain_udp)
         return TRY_UDP;
-    switch (srv->tls) {
-    case SERVER_TLS_STRICT:
+    if (srv->tls == SERVER_TLS_STRICT ||
+        (srv->tls == SERVER_TLS_OPPORTUNISTIC && srv != q->dot_failed &&
+         opportunistic_dot(q->pool->env.probes, q->zone, srv, now)))
         return TRY_DOT;
-    case SERVER_TLS_OPPORTUNISTIC:
-        if (srv != q->dot_failed) {
-            struct probe_entry *e = probe_table_visit(probes, &srv->addr, q->zone->text, now);
-            if (e && e->authoritative != !srv->rd)
-                probe_table_set_authoritative(e, !srv->rd);
-            if (e && probe_table_use_dot(probes, e, now))
-                return TRY_DOT;
-        }
-        break;
-    case SERVER_TLS_OFF:
-        break;
-    }
     return q->want_tcp ? TRY_TCP : TRY_UDP;
+}
+
+/* AXFR and IXFR from a stream client go to one server on a connection of
+ * their own (RFC 5936 4.2; XoT, RFC 9103, where DoT is used). */
+static void start_transfer(struct query_pool *p, struct view *v, const struct client *c, const uint8_t *msg,
+                           size_t len, const struct wire_msg *wm, const struct route_zone *zone)
+{
+    double now = ev_now(p->env.loop);
+    int idx = route_select(zone, 0, now, p->env.rng);
+    struct route_server *srv = zone->servers[idx];
+    enum try_kind kind = srv->tls == SERVER_TLS_STRICT ||
+                                 (srv->tls == SERVER_TLS_OPPORTUNISTIC &&
+                                  opportunistic_dot(p->env.probes, zone, srv, now))
+                             ? TRY_DOT
+                             : TRY_TCP;
+    if (p->env.transfer(p->env.transfer_arg, v, c, msg, len, wm, srv, kind) < 0) {
+        p->env.stats->servfail++;
+        respond_error(p, v, c, msg, len, wm, WIRE_SERVFAIL);
+    }
 }
 
 /* Sends the query to `srv` over `kind`. Returns 0 (timer armed) or -1. */

@@ -21,6 +21,7 @@
 
 struct probe_table;
 struct rng;
+struct route_server;
 struct stats;
 struct view;
 
@@ -36,6 +37,9 @@ struct client_ops {
     void (*done)(void *conn);
     void (*ref)(void *conn);
     void (*unref)(void *conn);
+    /* Stream clients: no more messages are read, and the connection closes
+     * once what was sent is out (a zone transfer broke off). */
+    void (*close)(void *conn);
 };
 
 struct client {
@@ -62,6 +66,13 @@ struct query_env {
     /* The last query in flight has ended. */
     void (*idle)(void *arg);
     void *idle_arg;
+    /* A zone transfer (AXFR, IXFR) from a stream client for `srv`, over
+     * `kind` (TRY_TCP or TRY_DOT): returns 0 if it started (the client's
+     * done() comes when it ends), -1 if it could not (the pool answers
+     * SERVFAIL). */
+    int (*transfer)(void *arg, struct view *v, const struct client *c, const uint8_t *msg, size_t len,
+                    const struct wire_msg *wm, struct route_server *srv, enum try_kind kind);
+    void *transfer_arg;
 };
 
 struct query_pool;

@@ -43,6 +43,9 @@
     X(tcp_clients_timed_out) /* TCP clients closed: a message or a write took longer than tcp-io-timeout */ \
     X(upstream_dead_path)   /* upstream TCP/DoT connections closed: bytes unacknowledged for several RTTs, or nothing back for two query budgets */ \
     X(dot_slow)             /* DoT tries that outlived their RTO and went on waiting on their live connection */ \
+    X(xfr_started)          /* zone transfers (AXFR, IXFR over TCP) relayed from a server */ \
+    X(xfr_completed)        /* ... that ended with the transfer's last SOA */ \
+    X(xfr_broken)           /* ... that broke off (SERVFAIL, or the client's connection closed) */ \
     X(upstream_conn_limit)  /* upstream TCP/DoT connections not opened: max-upstream-connections reached */ \
     X(send_errors)          /* answers that could not be sent to a client */
 

@@ -353,7 +353,7 @@ static void handle_frame(struct stream *s, uint8_t *msg, size_t len)
         env->stats->spoofed_id++;
         return;
     }
-    if (!wire_same_question(msg, &wm, r->msg, r->wm)) {
+    if (!wire_same_question(msg, &wm, r->msg, r->wm) && !(r->multi && wm.qdcount == 0)) {
         env->stats->spoofed_question++;
         return;
     }
@@ -379,10 +379,12 @@ static void handle_frame(struct stream *s, uint8_t *msg, size_t len)
         if (opportunistic(s) && env->dot_outcome)
             env->dot_outcome(env->arg, &s->addr, PROBE_OK, NULL);
     }
-    idmap_del(&s->pending, (uint64_t)wm.id + 1);
+    if (!r->multi) {
+        idmap_del(&s->pending, (uint64_t)wm.id + 1);
+        r->owner = NULL;
+    }
     if (s->pending.used == 0)
         s->waiting_since = 0;
-    r->owner = NULL;
     env->sink->answer(env->sink->arg, r, msg, len, &wm);
 }
 

@@ -310,6 +310,17 @@ static void client_done(void *conn)
 static void client_ref(void *conn) { ((struct tcp_client *)conn)->refs++; }
 static void client_unref(void *conn) { tcp_client_unref(conn); }
 
+static void client_close(void *conn)
+{
+    struct tcp_client *c = conn;
+    if (!c->set || peer_closed(&c->peer))
+        return;
+    c->stop_reading = true;
+    update_reading(c);
+    maybe_finish(c);
+}
+
 const struct client_ops tcp_client_ops = {
     .stream = true, .send = client_send, .done = client_done, .ref = client_ref, .unref = client_unref,
+    .close = client_close,
 };

@@ -32,12 +32,16 @@ struct treq {
      * stripped. Otherwise the plain legs lose the client's per-hop options
      * and the DoT leg is padded (RFC 8467). */
     bool verbatim;
+    /* A zone transfer: every message with its ID is delivered (later ones
+     * may carry no question), and the request stays held until cancelled. */
+    bool multi;
     /* The transport's own, while it holds the request. */
     void *owner;                     /* the socket or connection it waits on; NULL when not held */
     uint16_t id;                     /* the ID on the wire */
 };
 
-/* Both callbacks are called with the request no longer held (owner NULL). */
+/* Both callbacks are called with the request no longer held (owner NULL),
+ * except answer() for a `multi` request, which stays held. */
 struct tsink {
     /* `msg` is the transport's scratch buffer: the callee may change it in
      * place (ID, case, truncation). `wm` is its wire_parse_response. */

@@ -269,9 +269,37 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     return 0;
 }
 
+/* Any answer as a zone transfer's message, twice (the state carries
+ * over): the SOA walk stays inside the message and the answer section. */
+static void check_xfr_scan(const uint8_t *data, size_t size)
+{
+    if (size < WIRE_HDR_LEN)
+        return;
+    uint8_t *resp = malloc(size);
+    CHECK(resp);
+    memcpy(resp, data, size);
+    resp[2] |= 0x80;
+    struct wire_msg rm;
+    if (wire_parse_response(resp, size, &rm) == WIRE_OK) {
+        const uint16_t types[] = { WIRE_TYPE_AXFR, WIRE_TYPE_IXFR };
+        for (int i = 0; i < 2; i++) {
+            struct wire_xfr x;
+            memset(&x, 0, sizeof x);
+            for (int round = 0; round < 2; round++) {
+                int v = wire_xfr_scan(&x, types[i], resp, size, &rm);
+                CHECK(v == 0 || v == 1 || v == WIRE_ERR_FORMAT);
+                CHECK(x.rrs <= 2u * rm.ancount);
+            }
+        }
+    }
+    free(resp);
+}
+
 static void fuzz_one(const uint8_t *data, size_t size)
 {
     struct wire_msg m;
+
+    check_xfr_scan(data, size);
 
     int rc = wire_parse_query(data, size, &m);
     CHECK(rc == WIRE_OK || rc == WIRE_ERR_SHORT || rc == WIRE_ERR_QR ||
