@@ -112,6 +112,32 @@ static void test_pins_survive_traffic(void **state)
     health_table_free(t);
 }
 
+/* Pinned entries come on top of the limit (health.h): pinning a new
+ * address must not push an unpinned one out of a table that is exactly
+ * full. Route tables pin their servers on every reload while the old
+ * table's entries are unpinned, so this decided whether a reload forgot
+ * what was known of other servers. */
+static void test_pin_into_full_table_evicts_nothing(void **state)
+{
+    (void)state;
+    struct health_table *t = health_table_new(2, 7);
+    get(t, "192.0.2.1");
+    get(t, "192.0.2.2");
+    pin(t, "198.51.100.1");
+    pin(t, "198.51.100.2");
+    assert_true(known(t, "192.0.2.1"));
+    assert_true(known(t, "192.0.2.2"));
+    assert_int_equal(health_table_size(t), 4);
+    /* An address already known and then pinned stops counting too. */
+    pin(t, "192.0.2.1");
+    get(t, "192.0.2.3");
+    assert_true(known(t, "192.0.2.1"));
+    assert_true(known(t, "192.0.2.2"));
+    assert_true(known(t, "192.0.2.3"));
+    assert_int_equal(health_table_size(t), 5);
+    health_table_free(t);
+}
+
 static void test_unpin_makes_evictable(void **state)
 {
     (void)state;
@@ -229,6 +255,7 @@ int main(void)
         cmocka_unit_test(test_lru_evicts_least_recent),
         cmocka_unit_test(test_same_entry_and_port_matters),
         cmocka_unit_test(test_pins_survive_traffic),
+        cmocka_unit_test(test_pin_into_full_table_evicts_nothing),
         cmocka_unit_test(test_unpin_makes_evictable),
         cmocka_unit_test(test_set_max_shrinks_but_keeps_pins),
         cmocka_unit_test(test_many_entries_after_growth),
