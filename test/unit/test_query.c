@@ -654,6 +654,27 @@ static void test_update_from_udp_client(void **state)
     world_free(w);
 }
 
+/* A UDP client's UPDATE stays on UDP even when the answer has TC=1: the
+ * server has already acted on it, so sending it again over TCP could
+ * apply it twice (RFC 2136 updates need not be idempotent). The client
+ * gets the truncated answer and decides, as it would without a forwarder. */
+static void test_update_tc_relayed_not_resent(void **state)
+{
+    (void)state;
+    struct world *w = world_new(1, SERVER_TLS_OFF);
+    uint8_t q[512];
+    size_t qlen = make_query(q, 0x8383, "example.org", (unsigned)WIRE_OP_UPDATE << 11, 0);
+    receive(w, &udp_ops, q, qlen);
+    assert_int_equal(w->tx.n, 1);
+    answer_req(&w->tx, 0, ((unsigned)WIRE_OP_UPDATE << 11) | WIRE_TC, 0);
+    assert_int_equal(w->tx.n, 1);
+    assert_int_equal(w->client.sends, 1);
+    assert_int_equal(wire_get16(w->client.got[0]), 0x8383);
+    assert_true(wire_get16(w->client.got[0] + 2) & WIRE_TC);
+    assert_int_equal(w->stats.upstream_tc, 0);
+    world_free(w);
+}
+
 /* Opcodes with nothing to forward get NOTIMP at once, without a try. */
 static void test_status_opcode_notimp(void **state)
 {
@@ -842,6 +863,7 @@ int main(void)
         cmocka_unit_test(test_strict_no_fallback),
         cmocka_unit_test(test_reordered_answers),
         cmocka_unit_test(test_update_from_udp_client),
+        cmocka_unit_test(test_update_tc_relayed_not_resent),
         cmocka_unit_test(test_status_opcode_notimp),
         cmocka_unit_test(test_send_failure_tries_next_at_once),
         cmocka_unit_test(test_pool_free_fails_inflight),
