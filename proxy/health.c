@@ -1,6 +1,7 @@
 /* proxy/health.c: the per-address health table. */
 #include "proxy/health.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -177,7 +178,10 @@ static void grow(struct health_table *t)
     free(old);
 }
 
-struct health *health_get(struct health_table *t, const struct net_addr *a)
+/* Finds or creates the entry of `a`. A new entry is pinned before the
+ * limit is enforced when `pin` is set: pinned entries come on top of the
+ * limit, so pinning never pushes an unpinned entry out. */
+static struct health *get_entry(struct health_table *t, const struct net_addr *a, bool pin)
 {
     struct ip_key k;
     if (ip_key_of(a, &k) < 0)
@@ -189,35 +193,37 @@ struct health *health_get(struct health_table *t, const struct net_addr *a)
             lru_unlink(t, h);
             lru_push_front(t, h);
         }
-        return h;
+    } else {
+        if (!(h = entry_alloc(t)))
+            return NULL;
+        h->ip = k;
+        h->port = port;
+        for (int i = 0; i < HEALTH_PATHS; i++)
+            h->rtt[i].srtt = -1;
+        if (t->size >= t->nbuckets)
+            grow(t);
+        size_t b = bucket(t, &k, port);
+        h->hnext = t->buckets[b];
+        t->buckets[b] = h;
+        t->size++;
+        lru_push_front(t, h);
     }
-    if (!(h = entry_alloc(t)))
-        return NULL;
-    h->ip = k;
-    h->port = port;
-    for (int i = 0; i < HEALTH_PATHS; i++)
-        h->rtt[i].srtt = -1;
-    if (t->size >= t->nbuckets)
-        grow(t);
-    size_t b = bucket(t, &k, port);
-    h->hnext = t->buckets[b];
-    t->buckets[b] = h;
-    t->size++;
-    lru_push_front(t, h);
+    if (pin && h->pins++ == 0) {
+        lru_unlink(t, h);
+        t->pinned++;
+    }
     evict(t);
     return h;
 }
 
+struct health *health_get(struct health_table *t, const struct net_addr *a)
+{
+    return get_entry(t, a, false);
+}
+
 struct health *health_pin(struct health_table *t, const struct net_addr *a)
 {
-    struct health *h = health_get(t, a);
-    if (!h)
-        return NULL;
-    if (h->pins++ == 0) {
-        lru_unlink(t, h);
-        t->pinned++;
-    }
-    return h;
+    return get_entry(t, a, true);
 }
 
 void health_unpin(struct health_table *t, struct health *h)

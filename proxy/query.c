@@ -533,8 +533,11 @@ static void on_answer(void *arg, struct treq *r, uint8_t *msg, size_t len, const
          * whole answer is on its way (RFC 7766 5). */
         return;
     }
-    if ((wm->flags & WIRE_TC) && t->via == TRY_UDP && !q->want_tcp) {
-        /* RFC 7766: the whole answer is to be had over TCP, from the same server. */
+    if ((wm->flags & WIRE_TC) && t->via == TRY_UDP && !q->want_tcp && !q->plain_udp) {
+        /* RFC 7766: the whole answer is to be had over TCP, from the same server.
+         * Not for another opcode from a UDP client: the server has acted on
+         * it already (an UPDATE sent again may apply twice), so the client
+         * gets the TC=1 answer and retries over TCP itself if it wants. */
         st->upstream_tc++;
         q->want_tcp = true;
         if (start_try(q, t->srv, TRY_TCP, now) == 0)
