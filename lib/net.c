@@ -435,6 +435,12 @@ fail:
     return -1;
 }
 
+bool net_errno_local(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM || err == EAGAIN ||
+           err == EADDRINUSE || err == EINTR || err == EAFNOSUPPORT;
+}
+
 int net_tcp_connect(const struct net_addr *a)
 {
     int fam = net_addr_family(a);

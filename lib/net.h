@@ -54,6 +54,9 @@ int net_tcp_listen(const struct net_addr *a, int backlog);
 int net_udp_ephemeral(int family);
 /* Starts a non-blocking connect; returns fd (connect may be in progress) or -1. */
 int net_tcp_connect(const struct net_addr *a);
+/* An errno that says this host ran short (descriptors, buffers, memory,
+ * local ports), not that the peer or the path failed. */
+bool net_errno_local(int err);
 
 /* One recvmmsg(2) worth of datagrams. Each carries at most NET_BATCH_BYTES;
  * a longer one is marked truncated. About 130 KB: callers keep it on their

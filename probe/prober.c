@@ -374,9 +374,7 @@ static void prober_start_cb(void *arg, struct probe_entry *e)
     r->fd = net_tcp_connect(&a);
     if (r->fd < 0) {
         int err = errno;
-        bool theirs = err == ECONNREFUSED || err == ENETUNREACH || err == EHOSTUNREACH ||
-                      err == ECONNRESET || err == EADDRNOTAVAIL;
-        run_finish(r, theirs ? PROBE_CONNECT_REFUSED : PROBE_LOCAL_ERROR, strerror(err));
+        run_finish(r, net_errno_local(err) ? PROBE_LOCAL_ERROR : PROBE_CONNECT_REFUSED, strerror(err));
         return;
     }
     r->state = RUN_CONNECT;

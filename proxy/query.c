@@ -358,8 +358,10 @@ static int start_try(struct query *q, struct route_server *srv, enum try_kind ki
         q->dot_waiting = false;
     bool opening = false;
     if (p->env.tx.send(p->env.tx.arg, kind, &t->r, &opening) < 0) {
+        /* Transports fail at once only for reasons of our own (descriptors,
+         * memory, the connection cap): not a strike against the server. */
         t->r.owner = NULL;
-        p->env.stats->upstream_errors++;
+        p->env.stats->local_errors++;
         return -1;
     }
     srv->health->sent++;
@@ -382,7 +384,6 @@ static void query_next_try(struct query *q)
         struct route_server *srv = q->zone->servers[idx];
         if (start_try(q, srv, choose_path(q, srv, now), now) == 0)
             return;
-        health_failed(srv->health, now);
     }
     arm_timer(q, q->deadline);
 }

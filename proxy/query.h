@@ -49,8 +49,10 @@ struct client {
 };
 
 /* The transports behind one interface; `kind` picks UDP, TCP or DoT.
- * send: 0, or -1 (the try failed at once); *opening is set when the
- * connection must be set up first (the try then waits longer). */
+ * send: 0, or -1 (the try could not start for a reason of this host's:
+ * descriptors, memory, the connection cap; a server's failure always comes
+ * later, through the sink); *opening is set when the connection must be
+ * set up first (the try then waits longer). */
 struct query_transports {
     int (*send)(void *arg, enum try_kind kind, struct treq *r, bool *opening);
     void (*cancel)(void *arg, enum try_kind kind, struct treq *r);

@@ -32,7 +32,8 @@
     X(dot_resumed)          /* ... of which resumed a TLS session */ \
     X(upstream_tc)          /* truncated upstream UDP answers retried over TCP */ \
     X(upstream_timeouts)    /* upstream tries that timed out */ \
-    X(upstream_errors)      /* upstream tries that failed (send error, connection lost) */ \
+    X(upstream_errors)      /* upstream tries that failed (connection refused, lost, reset) */ \
+    X(local_errors)         /* upstream tries not sent for a reason of our own (descriptors, memory, connection cap) */ \
     X(spoofed_source)       /* upstream UDP answers from the wrong address or port */ \
     X(spoofed_id)           /* upstream answers with no pending query of that ID */ \
     X(spoofed_question)     /* upstream answers whose question does not match */ \

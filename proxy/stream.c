@@ -56,6 +56,7 @@ struct stream {
     ev_io io;
     ev_timer timer;            /* connect/handshake deadline, then path checks or idle timeout */
     bool checking;             /* the timer checks the path (requests wait) */
+    int connect_err;           /* connect() refused at once: reported from the timer */
     double waiting_since;      /* oldest request sent and not answered since anything came back; 0: none */
     struct bytebuf in, out;
     struct idmap pending;      /* ID + 1 -> struct treq * (0 is the empty key) */
@@ -217,8 +218,18 @@ static void tls_begin(struct stream *s)
 static int stream_connect(struct stream *s)
 {
     s->fd = net_tcp_connect(&s->addr);
-    if (s->fd < 0)
-        return -1;
+    if (s->fd < 0) {
+        /* Short of descriptors or memory ourselves: the caller's failure,
+         * not the server's. A refusal or no route is the server's, and is
+         * reported as connect failures are, from the loop. */
+        if (net_errno_local(errno))
+            return -1;
+        s->connect_err = errno;
+        s->state = STREAM_CONNECTING;
+        ev_timer_set(&s->timer, 0, 0);
+        ev_timer_start(s->env->loop, &s->timer);
+        return 0;
+    }
     s->state = STREAM_CONNECTING;
     /* The whole set-up, TCP and TLS, must finish within one query budget. */
     s->timer.repeat = s->env->setup;
@@ -584,7 +595,10 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     switch (s->state) {
     case STREAM_CONNECTING:
-        teardown(s, PROBE_CONNECT_TIMEOUT, "connect timed out", true);
+        if (s->connect_err)
+            teardown(s, PROBE_CONNECT_REFUSED, strerror(s->connect_err), true);
+        else
+            teardown(s, PROBE_CONNECT_TIMEOUT, "connect timed out", true);
         break;
     case STREAM_HANDSHAKE:
         teardown(s, PROBE_TLS_FAILED, "TLS handshake timed out", true);
