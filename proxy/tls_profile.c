@@ -7,6 +7,23 @@
 
 #include "lib/tls.h"
 
+/* FNV-1a over the file: enough to see that a CA file was rewritten (not a
+ * security check: the file itself is trusted). Returns 0 if unreadable. */
+static uint64_t file_digest(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    uint64_t h = 0xcbf29ce484222325ull;
+    unsigned char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        for (size_t i = 0; i < n; i++)
+            h = (h ^ buf[i]) * 0x100000001b3ull;
+    fclose(f);
+    return h ? h : 1;
+}
+
 static struct tls_profile *make(const struct tls_ctx_opts *o, const char *auth_name, const char *ca_file,
                                 char *err, size_t errsz)
 {
@@ -22,6 +39,8 @@ static struct tls_profile *make(const struct tls_ctx_opts *o, const char *auth_n
         tls_profile_unref(p);
         return NULL;
     }
+    if (ca_file)
+        p->ca_digest = file_digest(ca_file);
     if (!(p->ctx = tls_ctx_new(o, err, errsz))) {
         tls_profile_unref(p);
         return NULL;
@@ -65,7 +84,8 @@ static bool same_str(const char *a, const char *b)
 
 bool tls_profile_matches(const struct tls_profile *p, const char *auth_name, const char *ca_file)
 {
-    return p->strict && same_str(p->auth_name, auth_name) && same_str(p->ca_file, ca_file);
+    return p->strict && same_str(p->auth_name, auth_name) && same_str(p->ca_file, ca_file) &&
+           (!ca_file || (p->ca_digest && file_digest(ca_file) == p->ca_digest));
 }
 
 void tls_profile_set_session(struct tls_profile *p, struct tls_session *s)

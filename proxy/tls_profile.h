@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct tls_ctx;
 struct tls_session;
@@ -23,6 +24,7 @@ struct tls_profile {
     struct tls_ctx *ctx;          /* owned */
     char *auth_name;              /* strict: verified and sent as SNI; owned */
     char *ca_file;                /* strict: NULL = system store; owned */
+    uint64_t ca_digest;           /* strict with ca_file: its content when the profile was built */
     struct tls_session *session;  /* strict: to resume, owned; NULL if none */
 };
 
@@ -34,7 +36,9 @@ struct tls_profile *tls_profile_opportunistic(char *err, size_t errsz);
 struct tls_profile *tls_profile_strict(const char *auth_name, const char *ca_file, char *err, size_t errsz);
 struct tls_profile *tls_profile_ref(struct tls_profile *p);
 void tls_profile_unref(struct tls_profile *p);
-/* Is `p` a strict profile for this name and CA file (a reload may keep it)? */
+/* Is `p` a strict profile for this name and CA file, the file's content
+ * unchanged (a reload may keep it)? A CA file rewritten under the same
+ * path is read again. */
 bool tls_profile_matches(const struct tls_profile *p, const char *auth_name, const char *ca_file);
 /* Strict: the session to resume next time (taken). */
 void tls_profile_set_session(struct tls_profile *p, struct tls_session *s);
