@@ -462,10 +462,72 @@ fail:
     return -1;
 }
 
+int net_udp_want_local(int fd, int family)
+{
+    int one = 1;
+    if (family == AF_INET6)
+        return setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
+    return setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
+}
+
+bool net_addr_is_wildcard(const struct net_addr *a)
+{
+    if (a->u.sa.sa_family == AF_INET)
+        return a->u.in4.sin_addr.s_addr == htonl(INADDR_ANY);
+    if (a->u.sa.sa_family == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(&a->u.in6.sin6_addr);
+    return false;
+}
+
+size_t net_local_cmsg(const struct net_local *local, void *buf)
+{
+    if (!local || !local->family)
+        return 0;
+    struct msghdr mh = { .msg_control = buf, .msg_controllen = NET_LOCAL_CMSG };
+    memset(buf, 0, NET_LOCAL_CMSG);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    if (local->family == AF_INET) {
+        struct in_pktinfo pi = { .ipi_spec_dst = local->a.v4 };
+        c->cmsg_level = IPPROTO_IP;
+        c->cmsg_type = IP_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof pi);
+        memcpy(CMSG_DATA(c), &pi, sizeof pi);
+        return CMSG_SPACE(sizeof pi);
+    }
+    struct in6_pktinfo pi6 = { .ipi6_addr = local->a.v6, .ipi6_ifindex = (unsigned)local->ifindex };
+    c->cmsg_level = IPPROTO_IPV6;
+    c->cmsg_type = IPV6_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof pi6);
+    memcpy(CMSG_DATA(c), &pi6, sizeof pi6);
+    return CMSG_SPACE(sizeof pi6);
+}
+
+static void read_local(struct msghdr *mh, struct net_local *out)
+{
+    out->family = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+            struct in_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(c), sizeof pi);
+            out->family = AF_INET;
+            out->ifindex = pi.ipi_ifindex;
+            out->a.v4 = pi.ipi_addr;
+        } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+            struct in6_pktinfo pi6;
+            memcpy(&pi6, CMSG_DATA(c), sizeof pi6);
+            out->family = AF_INET6;
+            out->ifindex = (int)pi6.ipi6_ifindex;
+            out->a.v6 = pi6.ipi6_addr;
+        }
+    }
+}
+
 int net_recv_batch(int fd, struct net_batch *b)
 {
     struct mmsghdr mm[NET_BATCH];
     struct iovec iov[NET_BATCH];
+    /* Room for the local address, filled only where the socket asked for it. */
+    uint64_t ctl[NET_BATCH][NET_LOCAL_CMSG / 8];
     for (int i = 0; i < NET_BATCH; i++) {
         iov[i].iov_base = b->buf[i];
         iov[i].iov_len = sizeof b->buf[i];
@@ -474,6 +536,8 @@ int net_recv_batch(int fd, struct net_batch *b)
         mm[i].msg_hdr.msg_namelen = sizeof b->from[i].u.ss;
         mm[i].msg_hdr.msg_iov = &iov[i];
         mm[i].msg_hdr.msg_iovlen = 1;
+        mm[i].msg_hdr.msg_control = ctl[i];
+        mm[i].msg_hdr.msg_controllen = sizeof ctl[i];
     }
     int n = recvmmsg(fd, mm, NET_BATCH, MSG_DONTWAIT, NULL);
     if (n < 0)
@@ -482,6 +546,7 @@ int net_recv_batch(int fd, struct net_batch *b)
         b->from[i].len = mm[i].msg_hdr.msg_namelen;
         b->len[i] = mm[i].msg_len;
         b->truncated[i] = (mm[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
+        read_local(&mm[i].msg_hdr, &b->local[i]);
     }
     return n;
 }

@@ -58,6 +58,27 @@ int net_tcp_connect(const struct net_addr *a);
  * local ports), not that the peer or the path failed. */
 bool net_errno_local(int err);
 
+/* The local address a datagram arrived on, from IP_PKTINFO/IPV6_PKTINFO on
+ * a socket bound to a wildcard address: its answer leaves from there, not
+ * from whichever address the route would pick (a multi-homed host).
+ * family 0: not known (the socket is bound to one address anyway). */
+struct net_local {
+    int family;
+    int ifindex;
+    union {
+        struct in_addr v4;
+        struct in6_addr v6;
+    } a;
+};
+/* Asks the kernel for each datagram's local address (listeners on 0.0.0.0 or [::]). */
+int net_udp_want_local(int fd, int family);
+/* Is `a` 0.0.0.0 or [::] (any port)? */
+bool net_addr_is_wildcard(const struct net_addr *a);
+/* A control message that sends a datagram from `local`: fills `buf` (at
+ * least NET_LOCAL_CMSG bytes) and returns its length, 0 when local is unknown. */
+#define NET_LOCAL_CMSG 64
+size_t net_local_cmsg(const struct net_local *local, void *buf);
+
 /* One recvmmsg(2) worth of datagrams. Each carries at most NET_BATCH_BYTES;
  * a longer one is marked truncated. About 130 KB: callers keep it on their
  * stack, which is fine in the loop's own thread. */
@@ -68,6 +89,7 @@ struct net_batch {
     size_t len[NET_BATCH];
     bool truncated[NET_BATCH];
     struct net_addr from[NET_BATCH];
+    struct net_local local[NET_BATCH];   /* family 0 unless net_udp_want_local */
 };
 /* Reads up to NET_BATCH datagrams without blocking. Returns how many (0 when
  * none are waiting), or -1 with errno on a real error. */

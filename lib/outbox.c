@@ -23,10 +23,18 @@ void outbox_init(struct outbox *ob, struct flusher *fl, int fd, uint64_t *send_e
     flush_item_init(&ob->item, flush_item_cb);
 }
 
-static int send_now(int fd, const struct net_addr *to, const uint8_t *msg, size_t len)
+static int send_now(int fd, const struct net_addr *to, const struct net_local *from, const uint8_t *msg,
+                    size_t len)
 {
+    uint64_t ctl[NET_LOCAL_CMSG / 8];
+    struct iovec iov = { .iov_base = (void *)msg, .iov_len = len };
+    struct msghdr mh = { .msg_name = (void *)&to->u.sa, .msg_namelen = to->len, .msg_iov = &iov,
+                         .msg_iovlen = 1, .msg_control = ctl };
+    mh.msg_controllen = net_local_cmsg(from, ctl);
+    if (!mh.msg_controllen)
+        mh.msg_control = NULL;
     for (;;) {
-        ssize_t r = sendto(fd, msg, len, 0, &to->u.sa, to->len);
+        ssize_t r = sendmsg(fd, &mh, 0);
         if (r >= 0)
             return 0;
         if (errno != EINTR)
@@ -34,15 +42,17 @@ static int send_now(int fd, const struct net_addr *to, const uint8_t *msg, size_
     }
 }
 
-int outbox_add(struct outbox *ob, const struct net_addr *to, const uint8_t *msg, size_t len)
+int outbox_add(struct outbox *ob, const struct net_addr *to, const struct net_local *from, const uint8_t *msg,
+               size_t len)
 {
     if (len > OUTBOX_SLOT_BYTES)
-        return send_now(ob->fd, to, msg, len);
+        return send_now(ob->fd, to, from, msg, len);
     if (ob->n == OUTBOX_SLOTS)
         outbox_flush(ob);
     if (ob->n == 0)
         flusher_queue(ob->flusher, &ob->item);
     ob->slot[ob->n].to = *to;
+    ob->slot[ob->n].ctl_len = net_local_cmsg(from, ob->slot[ob->n].ctl);
     ob->slot[ob->n].len = len;
     memcpy(ob->slot[ob->n].data, msg, len);
     ob->n++;
@@ -63,6 +73,10 @@ static void flush_slots(struct outbox *ob)
         mm[i].msg_hdr.msg_namelen = ob->slot[i].to.len;
         mm[i].msg_hdr.msg_iov = &iov[i];
         mm[i].msg_hdr.msg_iovlen = 1;
+        if (ob->slot[i].ctl_len) {
+            mm[i].msg_hdr.msg_control = ob->slot[i].ctl;
+            mm[i].msg_hdr.msg_controllen = ob->slot[i].ctl_len;
+        }
     }
     unsigned done = 0;
     while (done < ob->n) {

@@ -21,14 +21,17 @@ struct outbox {
     uint64_t *send_errors;      /* borrowed counter, bumped per lost datagram */
     struct {
         struct net_addr to;
-        size_t len;
+        size_t len, ctl_len;
+        uint64_t ctl[NET_LOCAL_CMSG / 8];   /* where it leaves from (a wildcard listener) */
         uint8_t data[OUTBOX_SLOT_BYTES];
     } slot[OUTBOX_SLOTS];
 };
 
 void outbox_init(struct outbox *ob, struct flusher *fl, int fd, uint64_t *send_errors);
-/* Queues a datagram (copied). Returns 0, or -1 if it could not be sent. */
-int outbox_add(struct outbox *ob, const struct net_addr *to, const uint8_t *msg, size_t len);
+/* Queues a datagram (copied), sent from `from` when known (NULL: the
+ * socket's own address). Returns 0, or -1 if it could not be sent. */
+int outbox_add(struct outbox *ob, const struct net_addr *to, const struct net_local *from, const uint8_t *msg,
+               size_t len);
 /* Sends everything queued on this outbox now. */
 void outbox_flush(struct outbox *ob);
 

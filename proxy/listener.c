@@ -34,7 +34,7 @@ static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
                 h->stats->malformed_dropped++;
                 continue;
             }
-            h->udp(h->arg, l, &b.from[i], b.buf[i], b.len[i]);
+            h->udp(h->arg, l, &b.from[i], &b.local[i], b.buf[i], b.len[i]);
         }
         if (n < NET_BATCH)
             break;
@@ -90,6 +90,11 @@ struct listener *listener_open(const struct listener_hooks *hooks, const struct 
         }
         acceptor_stop(l->acceptor); /* until listener_start */
     } else {
+        /* On 0.0.0.0 or [::] an answer must leave from the address it was
+         * asked on, not from the one the route prefers. */
+        if (net_addr_is_wildcard(a) && net_udp_want_local(fd, net_addr_family(a)) < 0)
+            log_warn("%s/udp: no IP_PKTINFO (%s): answers leave from the routed address", name,
+                     strerror(errno));
         outbox_init(l->out, hooks->flusher, fd, &hooks->stats->send_errors);
         ev_io_init(&l->io, udp_read_cb, fd, EV_READ);
         l->io.data = l;
@@ -135,10 +140,10 @@ void listener_unref(struct listener *l)
     free(l);
 }
 
-static void udp_send(void *conn, const struct net_addr *peer, const uint8_t *msg, size_t len)
+static void udp_send(const struct client *c, const uint8_t *msg, size_t len)
 {
-    struct listener *l = conn;
-    if (outbox_add(l->out, peer, msg, len) < 0)
+    struct listener *l = c->conn;
+    if (outbox_add(l->out, &c->peer, &c->local, msg, len) < 0)
         l->hooks->stats->send_errors++;
 }
 

@@ -23,8 +23,9 @@ struct stats;
 struct client_ops;
 
 struct listener_hooks {
-    /* A datagram (msg borrowed) from `peer`. */
-    void (*udp)(void *arg, struct listener *l, const struct net_addr *peer, const uint8_t *msg, size_t len);
+    /* A datagram (msg borrowed) from `peer`, to `local` (known on a wildcard listener). */
+    void (*udp)(void *arg, struct listener *l, const struct net_addr *peer, const struct net_local *local,
+                const uint8_t *msg, size_t len);
     /* An accepted connection: `fd` is taken. */
     void (*tcp)(void *arg, struct listener *l, int fd, const struct net_addr *peer);
     void *arg;

@@ -74,11 +74,11 @@ static void session_put(void *arg, const struct net_addr *ip, struct tls_session
 
 /* ---- clients ---- */
 
-static void udp_received(void *arg, struct listener *l, const struct net_addr *peer, const uint8_t *msg,
-                         size_t len)
+static void udp_received(void *arg, struct listener *l, const struct net_addr *peer, const struct net_local *local,
+                         const uint8_t *msg, size_t len)
 {
     struct proxy *px = arg;
-    struct client c = { .ops = &listener_udp_client, .conn = l, .peer = *peer };
+    struct client c = { .ops = &listener_udp_client, .conn = l, .peer = *peer, .local = *local };
     query_receive(px->queries, px->view, &c, msg, len);
 }
 

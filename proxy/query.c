@@ -102,7 +102,7 @@ unsigned query_pool_inflight(const struct query_pool *p) { return p->inflight; }
 
 static void client_send(const struct client *c, const uint8_t *msg, size_t len)
 {
-    c->ops->send(c->conn, &c->peer, msg, len);
+    c->ops->send(c, msg, len);
 }
 
 static void respond_error(struct query_pool *p, const struct view *v, const struct client *c, const uint8_t *msg,

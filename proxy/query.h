@@ -27,12 +27,14 @@ struct view;
 
 enum try_kind { TRY_UDP, TRY_TCP, TRY_DOT };
 
+struct client;
+
 /* A client's side of the conversation: a UDP listener and a peer address,
  * or a TCP connection. The pool holds a reference (ref/unref) while the
  * query is in flight. */
 struct client_ops {
     bool stream;  /* TCP: answers are not truncated, upstreams are asked over TCP */
-    void (*send)(void *conn, const struct net_addr *peer, const uint8_t *msg, size_t len);
+    void (*send)(const struct client *c, const uint8_t *msg, size_t len);
     /* One message of this client has been dealt with (answered or dropped). */
     void (*done)(void *conn);
     void (*ref)(void *conn);
@@ -46,6 +48,7 @@ struct client {
     const struct client_ops *ops;  /* borrowed, static */
     void *conn;
     struct net_addr peer;
+    struct net_local local;        /* UDP on a wildcard listener: where the query arrived */
 };
 
 /* The transports behind one interface; `kind` picks UDP, TCP or DoT.

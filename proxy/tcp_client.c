@@ -288,10 +288,9 @@ void tcp_clients_stop_reading(struct tcp_clients *s)
 
 /* ---- how queries answer ---- */
 
-static void client_send(void *conn, const struct net_addr *peer, const uint8_t *msg, size_t len)
+static void client_send(const struct client *cl, const uint8_t *msg, size_t len)
 {
-    struct tcp_client *c = conn;
-    (void)peer;
+    struct tcp_client *c = cl->conn;
     if (c->set && !peer_closed(&c->peer) && peer_send_framed(&c->peer, msg, len) < 0)
         c->set->stats->send_errors++;
 }

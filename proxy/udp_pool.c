@@ -222,7 +222,7 @@ int udp_pool_send(struct udp_pool *p, struct treq *r)
     r->id = id;
     r->owner = s;
     s->pending++;
-    if (outbox_add(ob, r->to, buf, len) < 0) {
+    if (outbox_add(ob, r->to, NULL, buf, len) < 0) {
         idmap_del(&p->pending, pkey(s, id));
         s->pending--;
         r->owner = NULL;

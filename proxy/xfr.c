@@ -88,7 +88,7 @@ static void end(struct xfr *x, bool broken, const char *why)
         st->xfr_broken++;
         st->servfail++;
         if (n)
-            c->ops->send(c->conn, &c->peer, out, n);
+            c->ops->send(c, out, n);
     } else {
         char name[WIRE_MAX_NAME * 4 + 1];
         st->xfr_broken++;
@@ -136,7 +136,7 @@ static void on_answer(void *arg, struct treq *r, uint8_t *msg, size_t len, const
         return;
     }
     wire_set_id(msg, x->wm.id);
-    x->client.ops->send(x->client.conn, &x->client.peer, msg, len);
+    x->client.ops->send(&x->client, msg, len);
     x->messages++;
     if (done)
         end(x, false, NULL);

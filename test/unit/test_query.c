@@ -153,10 +153,9 @@ struct fake_client {
     double got_at[MAX_GOT];
 };
 
-static void fc_send(void *conn, const struct net_addr *peer, const uint8_t *msg, size_t len)
+static void fc_send(const struct client *cl, const uint8_t *msg, size_t len)
 {
-    struct fake_client *c = conn;
-    (void)peer;
+    struct fake_client *c = cl->conn;
     assert_true(c->sends < MAX_GOT);
     assert_true(len <= sizeof c->got[0]);
     memcpy(c->got[c->sends], msg, len);

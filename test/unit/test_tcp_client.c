@@ -43,7 +43,7 @@ static void answer(struct held *h)
     uint8_t a[512];
     memcpy(a, h->msg, h->len);
     wire_put16(a + 2, wire_get16(a + 2) | WIRE_QR);
-    h->c.ops->send(h->c.conn, &h->c.peer, a, h->len);
+    h->c.ops->send(&h->c, a, h->len);
     h->c.ops->done(h->c.conn);
     h->answered = true;
 }
