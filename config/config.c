@@ -455,9 +455,10 @@ static int config_set_abs_path(struct config_parse *p, const struct config_src *
  * at a ';' after a blank (its inline comment); a ';' or '#' at the start
  * of a value, or '#' after a blank, reads as a comment to people and to
  * other INI readers; a control character would break the line or the
- * terminal. Values from the file can have none of the first; values from
- * the command line can have any. Tabs separate the words of an upstream
- * line, and are refused everywhere else. */
+ * terminal. A value read from the file never has blanks at its ends or a
+ * ';' after a blank (inih took them away); one from the command line can
+ * hold anything. Tabs separate the words of an upstream line, and are
+ * refused everywhere else. */
 static int config_value_check(struct config_parse *p, const struct config_option *o, const char *value,
                               const struct config_src *src)
 {
