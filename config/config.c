@@ -293,6 +293,8 @@ static int config_upstream_options(struct config_parse *p, const struct config_s
         case CONFIG_UPOPT_CA:
             if (!val[0]) {
                 config_upstream_error(p, src, "ca=: %s", "a file name is required");
+            } else if (val[0] != '/') {
+                config_upstream_error(p, src, "ca=%s: not an absolute path", val);
             } else if (config_file_readable(val, &e) < 0) {
                 config_upstream_error(p, src, "ca=%s: cannot read: %s", val, strerror(e));
             } else {
@@ -422,8 +424,6 @@ static int config_list_add(struct config_parse *p, const struct config_option *o
 
 /* ---- one value ---- */
 
-/* Sets option `o` from `value`. Lists: appends (an empty value clears the
- * list, except `listen` which may not be empty). */
 /* An absolute path of at most `max` bytes, or empty for none. */
 static int config_set_abs_path(struct config_parse *p, const struct config_src *src, void *field,
                                const char *value, size_t max)
@@ -450,8 +450,86 @@ static int config_set_abs_path(struct config_parse *p, const struct config_src *
     return 0;
 }
 
+/* What any value must be so that config_dump() writes it in a form that
+ * reads back the same: inih strips blanks at both ends and cuts a value
+ * at a ';' after a blank (its inline comment); a ';' or '#' at the start
+ * of a value, or '#' after a blank, reads as a comment to people and to
+ * other INI readers; a control character would break the line or the
+ * terminal. A value read from the file never has blanks at its ends or a
+ * ';' after a blank (inih took them away); one from the command line can
+ * hold anything. Tabs separate the words of an upstream line, and are
+ * refused everywhere else. */
+static int config_value_check(struct config_parse *p, const struct config_option *o, const char *value,
+                              const struct config_src *src)
+{
+    size_t len = strlen(value), i;
+
+    for (i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)value[i];
+        if ((ch < 0x20 && !(ch == '\t' && o->type == CONFIG_T_UPSTREAM)) || ch == 0x7f) {
+            config_error(p, src->where, "%s: '%s' contains a control character", src->label, value);
+            return -1;
+        }
+    }
+    if (len && (value[0] == ' ' || value[0] == '\t' || value[len - 1] == ' ' || value[len - 1] == '\t')) {
+        config_error(p, src->where, "%s: '%s' begins or ends with a blank", src->label, value);
+        return -1;
+    }
+    for (i = 0; i < len; i++) {
+        if ((value[i] == ';' || value[i] == '#') && (i == 0 || value[i - 1] == ' ' || value[i - 1] == '\t')) {
+            config_error(p, src->where,
+                         "%s: '%s': a '%c' at the start of a value or after a blank reads as a comment "
+                         "(a comment after a value starts with ' ;')",
+                         src->label, value, value[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* After option `o` took a value: the line config_dump() writes for it
+ * (lists: for the entry just added) must fit in a line, or the dump would
+ * not load. A value from the file can still be too long when the dump
+ * spells it out ("upstream=h" is written "upstream = h:53"). */
+static int config_dump_line_check(struct config_parse *p, const struct config_option *o,
+                                  const struct config_src *src)
+{
+    char buf[8192];
+    const char *v;
+    size_t n;
+
+    if (o->type >= CONFIG_T_LISTEN) {
+        size_t count = config_list_count(p->c, o);
+        if (!count)
+            return 0;
+        v = config_list_entry_str(p->c, o, count - 1, buf, sizeof(buf));
+    } else {
+        v = config_scalar_str(p->c, o, buf, sizeof(buf));
+    }
+    n = strlen(o->key) + strlen(" = ") + strlen(v);
+    if (n > CONFIG_LINE_MAX) {
+        config_error(p, src->where, "%s: '%.40s...' is too long: written as '%s = VALUE' it needs %zu bytes, "
+                     "a line holds %d", src->label, v, o->key, n, CONFIG_LINE_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+static int config_set_value(struct config_parse *p, const struct config_option *o, const char *value,
+                            const struct config_src *src);
+
+/* Sets option `o` from `value`. Lists: appends (an empty value clears the
+ * list, except `listen` which may not be empty). */
 static int config_set(struct config_parse *p, const struct config_option *o, const char *value,
                       const struct config_src *src)
+{
+    if (config_value_check(p, o, value, src) < 0 || config_set_value(p, o, value, src) < 0)
+        return -1;
+    return config_dump_line_check(p, o, src);
+}
+
+static int config_set_value(struct config_parse *p, const struct config_option *o, const char *value,
+                            const struct config_src *src)
 {
     struct config *c = p->c;
     void *field = config_field(c, o->off);
@@ -489,21 +567,12 @@ static int config_set(struct config_parse *p, const struct config_option *o, con
         *(double *)field = v;
         return 0;
     }
-    case CONFIG_T_STRING: {
-        char *s;
+    case CONFIG_T_REQ_FILE:
         if (!value[0]) {
             config_error(p, src->where, "%s: a value is required", src->label);
             return -1;
         }
-        s = strdup(value);
-        if (!s) {
-            config_error(p, src->where, "out of memory");
-            return -1;
-        }
-        free(*(char **)field);
-        *(char **)field = s;
-        return 0;
-    }
+        return config_set_abs_path(p, src, field, value, CONFIG_FILE_MAX);
     case CONFIG_T_PATH:
         return config_set_abs_path(p, src, field, value, CONFIG_PATH_MAX);
     case CONFIG_T_FILE:
@@ -693,9 +762,11 @@ static char *config_reader(char *str, int num, void *stream)
     p->buf[len] = '\0';
 
     str[0] = '\0';
-    /* inih would cut a longer line in pieces and parse each piece. */
-    if (len > (size_t)num - 1) {
-        config_error(p, where, "line too long (max %d bytes)", num - 1);
+    /* inih would cut a longer line in pieces and parse each piece. A
+     * larger inih buffer does not raise the limit: files stay portable,
+     * and config_dump() keeps to the same one. */
+    if (len > (size_t)num - 1 || len > CONFIG_LINE_MAX) {
+        config_error(p, where, "line too long (max %d bytes)", num - 1 < CONFIG_LINE_MAX ? num - 1 : CONFIG_LINE_MAX);
         return str;
     }
     if (strlen(p->buf) != len) {
@@ -892,7 +963,7 @@ void config_free(struct config *c)
         const struct config_option *o = &config_options[i];
         if (config_list_elem_size(o->type))
             config_list_clear(c, o);
-        else if (o->type == CONFIG_T_STRING || o->type == CONFIG_T_PATH || o->type == CONFIG_T_FILE ||
+        else if (o->type == CONFIG_T_REQ_FILE || o->type == CONFIG_T_PATH || o->type == CONFIG_T_FILE ||
                  o->type == CONFIG_T_NAME)
             free(*(char **)config_field(c, o->off));
     }
@@ -969,7 +1040,7 @@ bool config_equal(const struct config *a, const struct config *b)
                 return false;
             break;
         }
-        case CONFIG_T_STRING:
+        case CONFIG_T_REQ_FILE:
         case CONFIG_T_PATH:
         case CONFIG_T_FILE:
         case CONFIG_T_NAME:

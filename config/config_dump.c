@@ -74,7 +74,7 @@ const char *config_scalar_str(const struct config *c, const struct config_option
         else
             snprintf(buf, bufsz, "%s", "");
         break;
-    case CONFIG_T_STRING:
+    case CONFIG_T_REQ_FILE:
     case CONFIG_T_PATH:
     case CONFIG_T_FILE:
     case CONFIG_T_NAME: {
@@ -99,8 +99,32 @@ void config_dump(const struct config *c, FILE *out)
     size_t i, j;
     int s;
 
-    fprintf(out, "# dotward effective configuration%s%s\n", c->path ? " from " : "",
-            c->path ? c->path : "");
+    /* The file name is only a comment, but it must keep the dump loadable:
+     * control bytes escaped, cut to fit in a line. */
+    {
+        static const char head[] = "# dotward effective configuration";
+        char name[CONFIG_LINE_MAX + 1];
+        size_t used = 0, room = CONFIG_LINE_MAX - strlen(head) - strlen(" from ");
+        const char *q;
+        for (q = c->path ? c->path : ""; *q; q++) {
+            unsigned char ch = (unsigned char)*q;
+            bool ctl = ch < 0x20 || ch == 0x7f;
+            if (used + (ctl ? 4 : 1) > room)
+                break;
+            if (ctl)
+                used += (size_t)snprintf(name + used, sizeof(name) - used, "\\x%02x", ch);
+            else
+                name[used++] = (char)ch;
+        }
+        if (*q) { /* cut: end in "..." */
+            if (used > room - 3)
+                used = room - 3;
+            memcpy(name + used, "...", 3);
+            used += 3;
+        }
+        name[used] = '\0';
+        fprintf(out, "%s%s%s\n", head, c->path ? " from " : "", name);
+    }
     for (s = 0; s < CONFIG_SEC_COUNT; s++) {
         fprintf(out, "\n[%s]\n", config_section_names[s]);
         for (i = 0; i < config_n_options; i++) {
@@ -156,7 +180,8 @@ void config_write_example(FILE *out)
           "# Generated from config/options.def (config_write_example); do not edit by hand.\n"
           "# Every option is shown with its default value. Syntax: INI; '#' or ';' starts a\n"
           "# comment line, ' ;' starts a comment after a value. Durations: 250ms, 2.5s, 10m,\n"
-          "# 1h, 1d, or a bare number of seconds.\n",
+          "# 1h, 1d, or a bare number of seconds. No value holds a control character, or\n"
+          "# a ';' or '#' at its start or after a blank; paths are absolute.\n",
           out);
     for (s = 0; s < CONFIG_SEC_COUNT; s++) {
         fprintf(out, "\n[%s]\n", config_section_names[s]);

@@ -14,8 +14,8 @@ enum config_type {
     CONFIG_T_BOOL,
     CONFIG_T_UINT,
     CONFIG_T_DURATION,
-    CONFIG_T_STRING,
     CONFIG_T_ENUM,
+    CONFIG_T_REQ_FILE, /* required absolute file path: char * */
     CONFIG_T_PATH,     /* optional absolute socket path: char *, NULL = none */
     CONFIG_T_FILE,     /* optional absolute file path: char *, NULL = none */
     CONFIG_T_ADDR,     /* optional IP:PORT: struct net_addr, with a bool "set" at n_off */
@@ -65,6 +65,10 @@ const char *config_choice_name(const struct config_choice *c, int value);
 const char *config_format_duration(double v, char *buf, size_t bufsz);
 /* Host name / zone syntax (letters, digits, hyphen; labels 1..63). */
 bool config_host_name_valid(const char *s);
+/* Longest line of a config file, without its line ending: inih's buffer
+ * (INI_MAX_LINE, 200 by default) less the '\0'. config_dump() lines are
+ * held to it too, so that what it writes always loads back. */
+#define CONFIG_LINE_MAX 199
 /* Longest control-socket path: sizeof(sun_path) - 1. */
 #define CONFIG_PATH_MAX 107
 /* Longest file path (CONFIG_T_FILE): room is left below PATH_MAX for

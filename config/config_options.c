@@ -54,7 +54,7 @@ const struct config_choice config_log_level_choices[] = {
 #define CONFIG_BOOL(s, k, f, d, h) _Static_assert(CONFIG_IS(f, bool), "bool field: " k);
 #define CONFIG_UINT(s, k, f, d, lo, hi, h) _Static_assert(CONFIG_IS(f, unsigned), "unsigned field: " k);
 #define CONFIG_DURATION(s, k, f, d, lo, hi, h) _Static_assert(CONFIG_IS(f, double), "double field: " k);
-#define CONFIG_STRING(s, k, f, d, h) _Static_assert(CONFIG_IS(f, char *), "string field: " k);
+#define CONFIG_REQ_FILE(s, k, f, d, h) _Static_assert(CONFIG_IS(f, char *), "file field: " k);
 #define CONFIG_PATH(s, k, f, d, h) _Static_assert(CONFIG_IS(f, char *), "path field: " k);
 #define CONFIG_FILE(s, k, f, d, h) _Static_assert(CONFIG_IS(f, char *), "file field: " k);
 #define CONFIG_ADDR(s, k, f, flag, d, h) \
@@ -67,7 +67,7 @@ const struct config_choice config_log_level_choices[] = {
 #undef CONFIG_BOOL
 #undef CONFIG_UINT
 #undef CONFIG_DURATION
-#undef CONFIG_STRING
+#undef CONFIG_REQ_FILE
 #undef CONFIG_PATH
 #undef CONFIG_FILE
 #undef CONFIG_ADDR
@@ -83,8 +83,8 @@ const struct config_choice config_log_level_choices[] = {
     { CONFIG_SEC_##s, k, CONFIG_T_UINT, CONFIG_OFF(f), 0, d, lo, hi, NULL, h },
 #define CONFIG_DURATION(s, k, f, d, lo, hi, h) \
     { CONFIG_SEC_##s, k, CONFIG_T_DURATION, CONFIG_OFF(f), 0, d, lo, hi, NULL, h },
-#define CONFIG_STRING(s, k, f, d, h) \
-    { CONFIG_SEC_##s, k, CONFIG_T_STRING, CONFIG_OFF(f), 0, d, 0, 0, NULL, h },
+#define CONFIG_REQ_FILE(s, k, f, d, h) \
+    { CONFIG_SEC_##s, k, CONFIG_T_REQ_FILE, CONFIG_OFF(f), 0, d, 0, 0, NULL, h },
 #define CONFIG_PATH(s, k, f, d, h) \
     { CONFIG_SEC_##s, k, CONFIG_T_PATH, CONFIG_OFF(f), 0, d, 0, 0, NULL, h },
 #define CONFIG_FILE(s, k, f, d, h) \
@@ -102,7 +102,7 @@ const struct config_option config_options[] = {
 #undef CONFIG_BOOL
 #undef CONFIG_UINT
 #undef CONFIG_DURATION
-#undef CONFIG_STRING
+#undef CONFIG_REQ_FILE
 #undef CONFIG_PATH
 #undef CONFIG_FILE
 #undef CONFIG_ADDR

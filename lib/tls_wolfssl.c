@@ -4,6 +4,7 @@
 #include <wolfssl/wolfcrypt/coding.h>
 #include <wolfssl/error-ssl.h>
 #include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 
 #include "lib/tls.h"
 
@@ -454,11 +455,29 @@ void tls_session_free(struct tls_session *s)
     free(s);
 }
 
-/* Flags byte in front of wolfSSL's form: bit 0 = verified. A byte with
- * other bits set is not ours. */
+/* The blob: a flags byte, the first TLS_BLOB_SUM_LEN bytes of the SHA-256
+ * of wolfSSL's form, then wolfSSL's form (wolfSSL_i2d_SSL_SESSION).
+ * Flags: bit 0 = verified, bit 1 = the sum is there (always, since the
+ * sum was added). A byte with other bits set, or without bit 1, is not
+ * ours. The sum is there because wolfSSL_d2i_SSL_SESSION (5.5) trusts its
+ * input: a damaged blob (a length field changed, bytes inserted) made it
+ * crash (test/fuzz/fuzz_state.c). A file that a disk or an editor damaged
+ * must cost its sessions, not the start. */
 #define TLS_BLOB_VERIFIED 0x01u
+#define TLS_BLOB_SUMMED 0x02u
+#define TLS_BLOB_SUM_LEN 16
+#define TLS_BLOB_HEAD (1 + TLS_BLOB_SUM_LEN)
 /* wolfSSL's own form stays well below this (the peer chain included). */
 #define TLS_BLOB_MAX 65536
+
+static int tls_blob_sum(const unsigned char *data, size_t len, unsigned char sum[TLS_BLOB_SUM_LEN])
+{
+    unsigned char h[WC_SHA256_DIGEST_SIZE];
+    if (wc_Sha256Hash(data, (word32)len, h) != 0)
+        return -1;
+    memcpy(sum, h, TLS_BLOB_SUM_LEN);
+    return 0;
+}
 
 unsigned char *tls_session_to_bytes(const struct tls_session *s, size_t *len)
 {
@@ -467,27 +486,32 @@ unsigned char *tls_session_to_bytes(const struct tls_session *s, size_t *len)
     int n = wolfSSL_i2d_SSL_SESSION(s->sess, NULL);
     if (n <= 0 || n > TLS_BLOB_MAX)
         return NULL;
-    unsigned char *buf = malloc((size_t)n + 1);
+    unsigned char *buf = malloc((size_t)n + TLS_BLOB_HEAD);
     if (!buf)
         return NULL;
-    buf[0] = s->verified ? TLS_BLOB_VERIFIED : 0;
+    buf[0] = (s->verified ? TLS_BLOB_VERIFIED : 0) | TLS_BLOB_SUMMED;
     /* wolfSSL writes at *p without moving it (unlike OpenSSL); p is a copy
      * either way, and the length is checked against the first call. */
-    unsigned char *p = buf + 1;
-    if (wolfSSL_i2d_SSL_SESSION(s->sess, &p) != n) {
+    unsigned char *p = buf + TLS_BLOB_HEAD;
+    if (wolfSSL_i2d_SSL_SESSION(s->sess, &p) != n || tls_blob_sum(buf + TLS_BLOB_HEAD, (size_t)n, buf + 1) < 0) {
         free(buf);
         return NULL;
     }
-    *len = (size_t)n + 1;
+    *len = (size_t)n + TLS_BLOB_HEAD;
     return buf;
 }
 
 struct tls_session *tls_session_from_bytes(const unsigned char *buf, size_t len)
 {
-    if (!buf || len < 2 || len > TLS_BLOB_MAX + 1 || (buf[0] & ~TLS_BLOB_VERIFIED))
+    unsigned char sum[TLS_BLOB_SUM_LEN];
+    if (!buf || len < TLS_BLOB_HEAD + 1 || len > TLS_BLOB_MAX + TLS_BLOB_HEAD ||
+        (buf[0] & ~(TLS_BLOB_VERIFIED | TLS_BLOB_SUMMED)) || !(buf[0] & TLS_BLOB_SUMMED))
         return NULL;
-    const unsigned char *p = buf + 1;
-    WOLFSSL_SESSION *sess = wolfSSL_d2i_SSL_SESSION(NULL, &p, (long)(len - 1));
+    if (tls_blob_sum(buf + TLS_BLOB_HEAD, len - TLS_BLOB_HEAD, sum) < 0 ||
+        memcmp(sum, buf + 1, TLS_BLOB_SUM_LEN) != 0)
+        return NULL;
+    const unsigned char *p = buf + TLS_BLOB_HEAD;
+    WOLFSSL_SESSION *sess = wolfSSL_d2i_SSL_SESSION(NULL, &p, (long)(len - TLS_BLOB_HEAD));
     if (!sess)
         return NULL;
     struct tls_session *ts = malloc(sizeof *ts);
@@ -540,7 +564,7 @@ int tls_session_from_text(const char *text, size_t len, struct tls_session **out
     *out = NULL;
     if (!text || !is_base64(text, len))
         return -1;
-    if (len > (TLS_BLOB_MAX + 3) / 3 * 4 + 4)
+    if (len > (TLS_BLOB_MAX + TLS_BLOB_HEAD + 2) / 3 * 4 + 4)
         return 0; /* no session of ours is this long */
     word32 out_len = (word32)(len / 4 * 3);
     unsigned char *blob = malloc(out_len);

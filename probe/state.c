@@ -106,7 +106,10 @@ static int parse_uint(const char *s, unsigned *out)
     return 0;
 }
 
-/* DIGITS[.DIGITS], at most 12 before and 9 after the point. */
+/* DIGITS[.DIGITS], at most 12 before and 9 after the point. The fraction
+ * is dropped: the table keeps whole seconds anyway, and expiry at load
+ * must see the times a later save writes, or a file would load with more
+ * entries than the file it saves (and 0.5, kept as 0, would turn "never"). */
 static int parse_time(const char *s, double *out)
 {
     size_t n = strspn(s, "0123456789");
@@ -122,7 +125,7 @@ static int parse_time(const char *s, double *out)
     double v = strtod(s, NULL);
     if (!isfinite(v) || v > STATE_TIME_MAX)
         return -1;
-    *out = v;
+    *out = floor(v);
     return 0;
 }
 

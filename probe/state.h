@@ -31,6 +31,7 @@
  *    6 initiated       | is ev_now(), which libev takes from the wall clock),
  *    7 completed       | with up to 9 decimals ("1714564800.250"); 0 = never;
  *                       the table keeps whole seconds, so dotward writes ".000"
+ *                       and drops a fraction when it reads (0.5 is never)
  *    8 last_response  /
  *    9 visits         decimal
  *   10 flags          "-", or letters: v = the certificate verified,

@@ -46,8 +46,8 @@ def bad_config(tmp_path, listen):
     return write(tmp_path / "bad.conf", text)
 
 
-def check_errors(path, err):
-    for n, (text, bad) in enumerate(BAD_CONFIG, 1):
+def check_errors(path, err, lines=BAD_CONFIG):
+    for n, (text, bad) in enumerate(lines, 1):
         tag = "%s:%d:" % (path, n)
         if bad:
             assert tag in err, "bad line %d (%s) not reported as %s\nstderr:\n%s" % (n, text, tag, err)
@@ -71,6 +71,74 @@ def test_bad_config_refuses_to_start(dotward_bin, tmp_path):
     check_errors(path, p.stderr)
     assert "listening on" not in p.stderr
     assert not harness.sanitizer_findings(p.stderr), p.stderr
+
+
+COMMENT_MSG = ("a '%s' at the start of a value or after a blank reads as a comment "
+               "(a comment after a value starts with ' ;')")
+
+# Values that --check-config could not print so that they load back the
+# same, and relative paths: (text, message or None), line = position + 1.
+BAD_VALUES = [
+    ("[forward]", None),
+    ("resolv-conf =; ;x", "resolv-conf: ';': " + COMMENT_MSG % ";"),
+    ("upstream = 127.0.0.1:5300 tls=strict name=a.example ca=ca.pem", "upstream: ca=ca.pem: not an absolute path"),
+    ("[probe]", None),
+    ("state-file = state.db", "state-file: 'state.db' is not an absolute path"),
+    ("state-file = /srv/x # old", "state-file: '/srv/x # old': " + COMMENT_MSG % "#"),
+    ("[server]", None),
+    ("listen = {listen}", None),
+    ("control-socket = run/control.sock", "control-socket: 'run/control.sock' is not an absolute path"),
+    ("user =;x", "user: ';x': " + COMMENT_MSG % ";"),
+    ("allow = 127.0.0.0/8 ; a comment after a value is fine", None),
+]
+
+
+def test_bad_values_file_line_exit_2(dotward_bin, tmp_path):
+    """Each refused value is one "FILE:LINE: key: ..." line; exit 2."""
+    text = "\n".join(t for t, _ in BAD_VALUES).replace("{listen}", "127.0.0.5:5399") + "\n"
+    path = write(tmp_path / "values.conf", text)
+    p = run_dotward(dotward_bin, ["-c", path, "--check-config", "--resolv-conf", resolv(tmp_path)], tmp_path)
+    assert p.returncode == 2, "exit %d, want 2\nstderr:\n%s" % (p.returncode, p.stderr)
+    check_errors(path, p.stderr, [(t, msg is not None) for t, msg in BAD_VALUES])
+    for n, (t, msg) in enumerate(BAD_VALUES, 1):
+        if msg:
+            assert "%s:%d: %s\n" % (path, n, msg) in p.stderr, "line %d (%s)\nstderr:\n%s" % (n, t, p.stderr)
+    assert p.stdout == "", "a bad file printed a config:\n" + p.stdout
+    assert not harness.sanitizer_findings(p.stderr), p.stderr
+
+
+def test_bad_values_command_line_exit_2(dotward_bin, tmp_path):
+    """The flags follow the same rules: "command line: FLAG: ...", exit 2."""
+    cases = [
+        (["--state-file", "/x ;y"], "command line: --state-file: '/x ;y': " + COMMENT_MSG % ";"),
+        (["--state-file", "/x "], "command line: --state-file: '/x ' begins or ends with a blank"),
+        (["--control", "/run/a\nb"], "command line: --control: '/run/a\\x0ab' contains a control character"),
+        (["--resolv-conf", "resolv.conf"], "command line: --resolv-conf: 'resolv.conf' is not an absolute path"),
+    ]
+    for args, msg in cases:
+        p = run_dotward(dotward_bin, ["--check-config", "-l", "127.0.0.5:5399", "--resolv-conf", resolv(tmp_path)]
+                        + args, tmp_path)
+        assert p.returncode == 2, "%s: exit %d, want 2\nstderr:\n%s" % (args, p.returncode, p.stderr)
+        assert msg + "\n" in p.stderr, "%s: want %r\nstderr:\n%s" % (args, msg, p.stderr)
+
+
+def test_check_config_output_loads_back(dotward_bin, tmp_path):
+    """--check-config prints a file that --check-config prints again, the
+    same: ';' and '#' inside words, blanks inside a path, tabs in an upstream."""
+    text = ("[server]\nlisten = 127.0.0.5:5399\ncontrol-socket = /run/#x;y ; a comment\n"
+            "[forward]\nupstream = 127.0.0.9:5300\ttls=off\t kind=authoritative\nupstream = h.example\n"
+            "[probe]\nstate-file = %s/my state;1#2\n" % tmp_path)
+    first = write(tmp_path / "first.conf", text)
+    p = run_dotward(dotward_bin, ["-c", first, "--check-config", "--resolv-conf", resolv(tmp_path)], tmp_path)
+    assert p.returncode == 0, "exit %d\nstderr:\n%s" % (p.returncode, p.stderr)
+    assert "\ncontrol-socket = /run/#x;y\n" in p.stdout, p.stdout
+    assert "\nupstream = 127.0.0.9:5300 tls=off kind=authoritative\n" in p.stdout, p.stdout
+    assert "\nupstream = h.example:53\n" in p.stdout, p.stdout
+    second = write(tmp_path / "second.conf", p.stdout)
+    q = run_dotward(dotward_bin, ["-c", second, "--check-config", "--resolv-conf", resolv(tmp_path)], tmp_path)
+    assert q.returncode == 0, "the printed config does not load (exit %d)\n%s\n%s" % (q.returncode, q.stderr, p.stdout)
+    # Only the first line, a comment with the file name, differs.
+    assert q.stdout.split("\n", 1)[1] == p.stdout.split("\n", 1)[1], "first:\n%s\nsecond:\n%s" % (p.stdout, q.stdout)
 
 
 GOOD_CONFIG = """; every key, none at its default

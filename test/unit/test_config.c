@@ -777,15 +777,27 @@ static void test_state_file(void **state)
     c = load_ov(NULL, &ov);
     assert_null(c);
     assert_string_equal(errbuf, "command line: --state-file: 'state' is not an absolute path\n");
-    /* A file path may be longer than a socket path, up to CONFIG_FILE_MAX. */
+    /* A file path may be longer than a socket path, as long as the line
+     * "state-file = PATH" fits in a line (199 bytes), so that the dump of
+     * the config loads back: 186 bytes. */
     memset(path, 'a', sizeof(path));
     path[0] = '/';
-    path[CONFIG_FILE_MAX] = '\0';
+    path[CONFIG_LINE_MAX - 13] = '\0';
     ov.state_file = path;
     c = load_ov(NULL, &ov);
+    assert_string_equal(errbuf, "");
     assert_non_null(c);
-    assert_int_equal(strlen(c->state_file), CONFIG_FILE_MAX);
+    assert_int_equal(strlen(c->state_file), 186);
     config_free(c);
+    path[CONFIG_LINE_MAX - 13] = 'a';
+    path[CONFIG_LINE_MAX - 12] = '\0';
+    c = load_ov(NULL, &ov);
+    assert_null(c);
+    snprintf(want, sizeof(want),
+             "command line: --state-file: '%.40s...' is too long: written as 'state-file = VALUE' it needs "
+             "200 bytes, a line holds 199\n", path);
+    assert_string_equal(errbuf, want);
+    path[CONFIG_LINE_MAX - 12] = 'a';
     path[CONFIG_FILE_MAX] = 'a';
     path[CONFIG_FILE_MAX + 1] = '\0';
     c = load_ov(NULL, &ov);
@@ -793,6 +805,115 @@ static void test_state_file(void **state)
     snprintf(want, sizeof(want), "command line: --state-file: '%.40s...' is too long (max %d bytes)\n", path,
              CONFIG_FILE_MAX);
     assert_string_equal(errbuf, want);
+}
+
+/* ---- values that would not load back from the dump ---- */
+
+#define COMMENT_MSG(c) "a '" c "' at the start of a value or after a blank reads as a comment " \
+                       "(a comment after a value starts with ' ;')"
+
+static void test_value_rules(void **state)
+{
+    struct config_overrides ov;
+    struct config *c;
+    char text[512], want[1024];
+
+    (void)state;
+    /* The fuzzer's find: inih hands over ";" (the " ;x" is its comment),
+     * which config_dump() would write as "resolv-conf = ;", an empty value. */
+    expect_errors("[forward]\nresolv-conf =; ;x\n",
+                  "F:2: resolv-conf: ';': " COMMENT_MSG(";") "\n");
+    expect_errors("[forward]\nresolv-conf =;x\n", "F:2: resolv-conf: ';x': " COMMENT_MSG(";") "\n");
+    /* '#' is no inline comment to inih: a value would silently hold it. */
+    expect_errors("[probe]\nstate-file = /srv/x # old\n",
+                  "F:2: state-file: '/srv/x # old': " COMMENT_MSG("#") "\n");
+    expect_errors("[probe]\nstate-file = /srv/x\t#old\n",
+                  "F:2: state-file: '/srv/x\\x09#old' contains a control character\n");
+    expect_errors("[server]\ncontrol-socket = #/run/x\nuser = #1\n",
+                  "F:2: control-socket: '#/run/x': " COMMENT_MSG("#") "\n"
+                  "F:3: user: '#1': " COMMENT_MSG("#") "\n");
+    expect_errors("[forward]\nupstream = 192.0.2.1 # quad9\nupstream = 192.0.2.2 tls=off\t#x\n",
+                  "F:2: upstream: '192.0.2.1 # quad9': " COMMENT_MSG("#") "\n"
+                  "F:3: upstream: '192.0.2.2 tls=off\\x09#x': " COMMENT_MSG("#") "\n");
+    /* Control characters; a tab only between the words of an upstream. */
+    expect_errors("[probe]\nstate-file = /a\x01" "b\n[server]\ncontrol-socket = /a\x7f\n",
+                  "F:2: state-file: '/a\\x01b' contains a control character\n"
+                  "F:4: control-socket: '/a\\x7f' contains a control character\n");
+    expect_errors("[probe]\nstate-file = /a\tb\n", "F:2: state-file: '/a\\x09b' contains a control character\n");
+    expect_errors("[forward]\nupstream = 192.0.2.1\x0btls=off\n",
+                  "F:2: upstream: '192.0.2.1\\x0btls=off' contains a control character\n");
+
+    /* Allowed: ';' and '#' inside a word, blanks inside a path, tabs
+     * between the words of an upstream; each round-trips (test_dump_*). */
+    c = load("[forward]\nresolv-conf = /etc/a;b#c\nupstream = 192.0.2.1\ttls=off\t kind=authoritative\n"
+             "[probe]\nstate-file = /srv/my state;1/x#2\n[server]\ncontrol-socket = /run/#x;y\n");
+    assert_string_equal(errbuf, "");
+    assert_non_null(c);
+    assert_string_equal(c->resolv_conf, "/etc/a;b#c");
+    assert_string_equal(c->state_file, "/srv/my state;1/x#2");
+    assert_string_equal(c->control_socket, "/run/#x;y");
+    assert_int_equal(c->upstreams[0].tls, CONFIG_TLS_OFF);
+    assert_true(c->upstreams[0].authoritative);
+    config_free(c);
+
+    /* Every path is absolute: resolv-conf and ca= too. */
+    expect_errors("[forward]\nresolv-conf = resolv.conf\nresolv-conf = ./r\n",
+                  "F:2: resolv-conf: 'resolv.conf' is not an absolute path\n"
+                  "F:3: resolv-conf: './r' is not an absolute path\n");
+    snprintf(text, sizeof(text), "[forward]\nupstream = 192.0.2.1 tls=strict name=a.example ca=ca.pem\n"
+             "upstream = 192.0.2.2 tls=strict name=a.example ca=~/ca.pem\n");
+    expect_errors(text, "F:2: upstream: ca=ca.pem: not an absolute path\n"
+                        "F:3: upstream: ca=~/ca.pem: not an absolute path\n");
+
+    /* The command line: the same rules, and blanks at either end. */
+    memset(&ov, 0, sizeof(ov));
+    ov.state_file = "/x ";
+    ov.resolv_conf = "/r ;y";
+    ov.control_socket = "/a\nb";
+    ov.metrics_listen = " 127.0.0.1:9153";
+    c = load_ov(NULL, &ov);
+    assert_null(c);
+    assert_string_equal(errbuf,
+                        "command line: --resolv-conf: '/r ;y': " COMMENT_MSG(";") "\n"
+                        "command line: --control: '/a\\x0ab' contains a control character\n"
+                        "command line: --state-file: '/x ' begins or ends with a blank\n"
+                        "command line: --metrics-listen: ' 127.0.0.1:9153' begins or ends with a blank\n");
+    {
+        const char *ups[] = { "192.0.2.1 ;x", "192.0.2.2\t", "192.0.2.3\ttls=off" };
+        const char *lis[] = { "127.0.0.1:5353\t" };
+        memset(&ov, 0, sizeof(ov));
+        ov.upstream = ups;
+        ov.n_upstream = 3;
+        ov.listen = lis;
+        ov.n_listen = 1;
+        ov.resolv_conf = "relative";
+        c = load_ov(NULL, &ov);
+        assert_null(c);
+        assert_string_equal(errbuf,
+                            "command line: --listen: '127.0.0.1:5353\\x09' contains a control character\n"
+                            "command line: --upstream: '192.0.2.1 ;x': " COMMENT_MSG(";") "\n"
+                            "command line: --upstream: '192.0.2.2\\x09' begins or ends with a blank\n"
+                            "command line: --resolv-conf: 'relative' is not an absolute path\n");
+    }
+
+    /* A value that fits in the file's line but not in the dump's: the dump
+     * adds blanks around '=' and the port. 188 + 9 = 197 bytes here. */
+    {
+        char host[200];
+        memset(host, 'a', 188);
+        host[188] = '\0';
+        host[63] = host[127] = '.';
+        snprintf(text, sizeof(text), "[forward]\nupstream=%s\nupstream=%.185s\n", host, host);
+        snprintf(want, sizeof(want),
+                 "F:2: upstream: '%.40s...' is too long: written as 'upstream = VALUE' it needs 202 bytes, "
+                 "a line holds 199\n", host);
+        expect_errors(text, want);
+        snprintf(text, sizeof(text), "[forward]\nupstream=%.185s\n", host);
+        c = load(text);
+        assert_string_equal(errbuf, "");
+        assert_non_null(c);
+        config_free(c);
+    }
 }
 
 /* ---- upstream options ---- */
@@ -944,30 +1065,35 @@ static void test_zone_and_host_syntax(void **state)
     assert_non_null(strstr(errbuf, "is not a valid address or host name"));
 
     /* 253 characters is the longest name; the trailing dot is not counted.
-     * Such a line exceeds the file's line limit: use the command line. */
+     * Such a name does not fit in a line of the file, and config_dump()
+     * could not write it: the command line refuses it as too long. */
     {
         struct config_overrides ov;
         const char *ups[1];
+        char *z;
         memset(&ov, 0, sizeof(ov));
         ov.upstream = ups;
         ov.n_upstream = 1;
         memset(name254, 0, sizeof(name254));
         snprintf(name254, sizeof(name254), "%s.%s.%s.%s", label63, label63, label63, label63);
         name254[253] = '\0'; /* 4*63+3 = 255 long: cut to 253, last label 61 */
+        z = config_zone_normalize(name254);
+        assert_non_null(z);
+        assert_int_equal(strlen(z), 254);
+        free(z);
+        snprintf(text, sizeof(text), "%s.", name254); /* a host name of 253 */
+        assert_true(config_host_name_valid(text));
         snprintf(text, sizeof(text), "%s.=192.0.2.1", name254);
         ups[0] = text;
         c = load_ov(NULL, &ov);
-        assert_string_equal(errbuf, "");
-        assert_non_null(c);
-        assert_int_equal(strlen(c->upstreams[0].zone), 254);
-        config_free(c);
-        snprintf(text, sizeof(text), "%s.", name254); /* a host name of 253 */
-        c = load_ov(NULL, &ov);
-        assert_non_null(c);
-        assert_string_equal(c->upstreams[0].host, text);
-        config_free(c);
+        assert_null(c);
+        assert_non_null(strstr(errbuf, "command line: --upstream: '"));
+        assert_non_null(strstr(errbuf, "...' is too long: written as 'upstream = VALUE' it needs 277 bytes, "
+                                       "a line holds 199\n"));
         name254[253] = 'a';
         name254[254] = '\0';
+        assert_null(config_zone_normalize(name254));
+        assert_false(config_host_name_valid(name254));
         snprintf(text, sizeof(text), "%s=192.0.2.1", name254);
         c = load_ov(NULL, &ov);
         assert_null(c);
@@ -1245,6 +1371,9 @@ static void test_dump_round_trip(void **state)
         "[probe]\npersistence = 1.5d\ndamping = 25h\nprobe-timeout = 0.1\nprobe-on-start = off\n",
         "[server]\nmetrics-listen = 127.0.0.1:9153\nuser = nobody\n[probe]\nstate-file = /s\n"
         "save-interval = 90s\n",
+        /* ';' and '#' inside words, blanks inside paths, tabs in an upstream. */
+        "[forward]\nresolv-conf = /etc/a;b#c\nupstream = 192.0.2.1\ttls=off\t kind=authoritative\n"
+        "[probe]\nstate-file = /srv/my state;1/x#2\n[server]\ncontrol-socket = /run/#x;y\n",
     };
     size_t i, k;
 
@@ -1342,6 +1471,34 @@ static void test_dump_text(void **state)
     }
     free(buf);
     config_free(c);
+
+    /* The file name in the first line is a comment that must not break the
+     * dump: control bytes escaped, a long name cut to fit in a line. */
+    {
+        char name[400], *nl;
+        size_t first;
+        FILE *in;
+        memset(name, 'n', sizeof(name) - 1);
+        name[sizeof(name) - 1] = '\0';
+        memcpy(name, "/a\n[server]\nlisten=", 19);
+        in = fopen("/dev/null", "r");
+        assert_non_null(in);
+        c = config_load_stream(in, name, NULL, stderr);
+        fclose(in);
+        assert_non_null(c);
+        buf = NULL;
+        f = open_memstream(&buf, &len);
+        config_dump(c, f);
+        fclose(f);
+        nl = strchr(buf, '\n');
+        assert_non_null(nl);
+        first = (size_t)(nl - buf);
+        assert_int_equal(first, CONFIG_LINE_MAX);
+        assert_memory_equal(buf, "# dotward effective configuration from /a\\x0a[server]\\x0alisten=nnn", 67);
+        assert_memory_equal(buf + first - 4, "n...", 4);
+        free(buf);
+        config_free(c);
+    }
 }
 
 static void test_equal(void **state)
@@ -1561,6 +1718,7 @@ int main(void)
         cmocka_unit_test(test_metrics_listen),
         cmocka_unit_test(test_user_group),
         cmocka_unit_test(test_state_file),
+        cmocka_unit_test(test_value_rules),
         cmocka_unit_test(test_upstream_options),
         cmocka_unit_test(test_zone_and_host_syntax),
         cmocka_unit_test(test_syntax_errors),

@@ -39,6 +39,26 @@ static char err[1024];
  * base64): its ticket, resumption secret and the server's self-signed
  * test certificate. Nothing here is secret. */
 static const char session_b64[] =
+    "AlLdjdJTQIrL7on6d8qB3XgBawwctAAAHCAgiT1GSzE9YNQXcsOAWlvq5M/k/Wx6NQ5dEhhVAtU/42mUnqUQ0QyLpE76+W7z"
+    "omCFQzXC18CxWLUOEqSFfrv0AZCv/gc/YdqefqnER1lzr50AAAIBgjCCAX4wggEloAMCAQICFE+f4fayK0MtqU7Cz8OBJkSS"
+    "ZhWIMAoGCCqGSM49BAMCMBUxEzARBgNVBAMMCnN0YXRlLnRlc3QwHhcNMjYxMTI5MTIzODExWhcNMjYxMjI5MTIzODExWjAV"
+    "MRMwEQYDVQQDDApzdGF0ZS50ZXN0MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEMuPUk+agSI+AiZW0d5Gf9ZcK8iAR9oSp"
+    "R0lFdUkoc4lc7RYEsaFwC4QtuUTFMzAJBsgLzBaVit+DqpcsEU3i06NTMFEwHQYDVR0OBBYEFMEWqSs8ZfpdabIGP5RoCioY"
+    "ItQhMB8GA1UdIwQYMBaAFMEWqSs8ZfpdabIGP5RoCioYItQhMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDRwAwRAIg"
+    "Ww9SLVzFphj8WDzEba953AE+nJTobk7sWzVMBtAmKAgCIHpfIerY5KaawFvbobKLoPg7/ekcvPE7XYjvfozdbKpdAYIwggF+"
+    "MIIBJaADAgECAhRPn+H2sitDLalOws/DgSZEkmYViDAKBggqhkjOPQQDAjAVMRMwEQYDVQQDDApzdGF0ZS50ZXN0MB4XDTI2"
+    "MTEyOTEyMzgxMVoXDTI2MTIyOTEyMzgxMVowFTETMBEGA1UEAwwKc3RhdGUudGVzdDBZMBMGByqGSM49AgEGCCqGSM49AwEH"
+    "A0IABDLj1JPmoEiPgImVtHeRn/WXCvIgEfaEqUdJRXVJKHOJXO0WBLGhcAuELblExTMwCQbIC8wWlYrfg6qXLBFN4tOjUzBR"
+    "MB0GA1UdDgQWBBTBFqkrPGX6XWmyBj+UaAoqGCLUITAfBgNVHSMEGDAWgBTBFqkrPGX6XWmyBj+UaAoqGCLUITAPBgNVHRMB"
+    "Af8EBTADAQH/MAoGCCqGSM49BAMCA0cAMEQCIFsPUi1cxaYY/Fg8xG2vedwBPpyU6G5O7Fs1TAbQJigIAiB6XyHq2OSmmsBb"
+    "26Gyi6D4O/3pHLzxO12I736M3WyqXQMEEwIAAAAVAB0AAAGiJ1AhhsKzZfMIAAAAAAAAAAEA0LB6jlYX5OXRlMJKCPNAHZ/C"
+    "ElIcFq67Y1QqcsBuqD1TvX2iOhMEuwkVcvUFCrNifBHx7sDKqKqh7KtkE+qLJ72mPb6rQzxQEnynLeSPDrEcYNmDiSnfccJ1"
+    "d8OVUeqYm2OQ4ehMYwSXfTQTArV2j8XKYjx518nzrXqKrq9McRqdThCoJKsqmErznoo+O09cZeAsJR+sjh6QgxIBW2Vl9BB2"
+    "IhTaUS646owCoS/lDNKoiT1GSzE9YNQXcsOAWlvq5M/k/Wx6NQ5dEhhVAtU/42k=";
+
+/* The same session as tls_session_to_bytes wrote it before the blob had a
+ * checksum (flags byte, then wolfSSL's form): no longer read. */
+static const char session_b64_unsummed[] =
     "AAFrDBy0AAAcICCJPUZLMT1g1Bdyw4BaW+rkz+T9bHo1Dl0SGFUC1T/jaZSepRDRDIukTvr5bvOiYIVDNcLXwLFYtQ4SpIV+"
     "u/QBkK/+Bz9h2p5+qcRHWXOvnQAAAgGCMIIBfjCCASWgAwIBAgIUT5/h9rIrQy2pTsLPw4EmRJJmFYgwCgYIKoZIzj0EAwIw"
     "FTETMBEGA1UEAwwKc3RhdGUudGVzdDAeFw0yNjExMjkxMjM4MTFaFw0yNjEyMjkxMjM4MTFaMBUxEzARBgNVBAMMCnN0YXRl"
@@ -434,6 +454,25 @@ static void test_session_bytes(void **state)
         tls_session_free(s);
     }
     assert_null(tls_session_to_bytes(NULL, &len));
+
+    /* Bytes inserted or dropped inside wolfSSL's form (a length field no
+     * longer matches what follows) once crashed wolfSSL_d2i_SSL_SESSION;
+     * the blob's checksum turns every such damage away first. */
+    for (long at = 1; at < n; at += 5) {
+        memcpy(bad, blob, (size_t)at);
+        bad[at] = (unsigned char)(at * 37);
+        bad[at + 1] = 0x79;
+        memcpy(bad + at + 2, blob + at, (size_t)(n - at));
+        assert_null(tls_session_from_bytes(bad, (size_t)n + 2));
+        memcpy(bad, blob, (size_t)at);
+        memcpy(bad + at, blob + at + 1, (size_t)(n - at - 1));
+        assert_null(tls_session_from_bytes(bad, (size_t)n - 1));
+    }
+    /* A blob from before the checksum is not read (the session is lost). */
+    unsigned char old_blob[4096];
+    long on = b64_dec(session_b64_unsummed, old_blob);
+    assert_true(on == n - 16);
+    assert_null(tls_session_from_bytes(old_blob, (size_t)on));
 
     /* In a file: a session the library cannot read only loses the session. */
     char text[512];
