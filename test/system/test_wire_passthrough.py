@@ -555,3 +555,21 @@ def test_hop_options_stripped_on_plain_leg(dotward, fake, transport):
     assert OPT_NSID in codes, "an end-to-end option (NSID) was dropped: %s" % codes
     # nothing added either: no padding of dotward's own
     assert len(got[0].wire) < len(q.to_wire()), (len(got[0].wire), len(q.to_wire()))
+
+
+def test_late_tc_of_an_earlier_try_is_ignored(dotward, fake):
+    """One upstream that answers UDP with TC=1 after 300 ms and TCP in full
+    after 300 ms. Try 1 (UDP) times out at 100 ms and try 2 (UDP, the same
+    server) goes out; try 1's TC=1 moves the query to TCP; try 2's TC=1
+    arrives while the TCP try is pending and must not reach the client,
+    which gets the whole TCP answer."""
+    f = fake(mode="tc", delay=0.3)
+    conf = ("[server]\nlisten = {listen}\n[forward]\nupstream = %s tls=off\ntimeout = 2.5s\n"
+            "attempt-timeout = 100ms\n" % f.server)
+    d = dotward(config=conf)
+    r = harness.ask(d.addr, d.port, "late.tc.test.", "A", transport="udp", timeout=3)
+    assert not (r.flags & dns.flags.TC), "the client got a truncated answer: %s" % r
+    assert rrset_values(r, "A") == [fake_a(f.tag, "late.tc.test.")], r
+    got = [q.transport for q in f.queries()]
+    # at least two UDP tries were out before the first TC=1 came back
+    assert got.index("tcp") >= 2, got
