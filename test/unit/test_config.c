@@ -190,7 +190,7 @@ static void check_defaults(const struct config *c)
     assert_true(c->timeout == 2.5);
     assert_true(c->attempt_timeout == 0.8);
     assert_int_equal(c->udp_sockets, 64);
-    assert_int_equal(c->udp_socket_uses, 1000);
+    assert_int_equal(c->udp_socket_uses, 64);
     assert_int_equal(c->edns_buffer_size, 1232);
     assert_true(c->upstream_tcp_idle == 10.0);
     assert_null(c->control_socket);
