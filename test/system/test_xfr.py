@@ -243,3 +243,22 @@ def test_axfr_over_dot_to_a_good_server(need_dot, dotward, ctl_bin, sockdir, tmp
         assert st["xfr_completed"] == 1 and st["dot_connections"] >= 1, st
     finally:
         n.stop()
+
+
+def test_axfr_from_nsd_over_tcp(need_dot, dotward, tmp_path):  # noqa: F811
+    addr = dot_addr()
+    n = XotNsd(str(tmp_path / "nsd"), addr, harness.free_port(addr)).start()
+    try:
+        direct, done = transfer(n.addr, n.port)
+        assert done and len(direct) >= 20, "direct AXFR from NSD: %d messages" % len(direct)
+        d = dotward(upstreams=["%s:%d tls=off" % (n.addr, n.port)])
+        others = Queries(d)
+        others.start()
+        via, done = transfer(d.addr, d.port)
+        others.join(10)
+        assert done, "AXFR through dotward incomplete after %d of %d messages\n%s" % (
+            len(via), len(direct), d.describe())
+        assert len(via) == len(direct) and records(via) == records(direct)
+        assert others.ok > 0 and others.bad == 0, (others.ok, others.bad, others.errors[:3])
+    finally:
+        n.stop()
