@@ -152,8 +152,10 @@ static int config_add_listen(struct config_parse *p, const struct config_option 
         config_error(p, src->where, "%s: '%s' is not a valid address", src->label, value);
         return -1;
     }
-    for (i = 0; i < p->c->n_listen; i++) {
-        if (net_addr_equal(&p->c->listen[i], &a)) {
+    const struct net_addr *have = *(struct net_addr *const *)((const char *)p->c + o->off);
+    size_t n = config_list_count(p->c, o);
+    for (i = 0; i < n; i++) {
+        if (net_addr_equal(&have[i], &a)) {
             config_error(p, src->where, "%s: '%s' is listed twice", src->label, value);
             return -1;
         }
@@ -632,7 +634,8 @@ static int config_set_value(struct config_parse *p, const struct config_option *
                 config_list_clear(c, o);
             p->list_seen[idx] = true;
         }
-        if (!value[0] && o->type != CONFIG_T_LISTEN) {
+        /* dotward answers somewhere: only [server] listen cannot be emptied. */
+        if (!value[0] && !(o->type == CONFIG_T_LISTEN && o->section == CONFIG_SEC_SERVER)) {
             config_list_clear(c, o);
             return 0;
         }

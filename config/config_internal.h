@@ -8,7 +8,7 @@
 
 #include "config/config.h"
 
-enum config_section { CONFIG_SEC_SERVER, CONFIG_SEC_FORWARD, CONFIG_SEC_PROBE, CONFIG_SEC_COUNT };
+enum config_section { CONFIG_SEC_SERVER, CONFIG_SEC_FORWARD, CONFIG_SEC_PROBE, CONFIG_SEC_TRANSPARENT, CONFIG_SEC_COUNT };
 
 enum config_type {
     CONFIG_T_BOOL,

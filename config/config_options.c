@@ -3,7 +3,7 @@
 
 #include "lib/log.h"
 
-const char *const config_section_names[CONFIG_SEC_COUNT] = { "server", "forward", "probe" };
+const char *const config_section_names[CONFIG_SEC_COUNT] = { "server", "forward", "probe", "transparent" };
 
 const struct config_choice config_acl_choices[] = {
     { "refuse", CONFIG_ACL_REFUSE },

@@ -36,13 +36,24 @@ int config_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
 
     if (!s[0])
         return -1;
+    /* Hexadecimal too, as firewall marks are written. */
+    unsigned base = 10;
+    if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X') && s[2]) {
+        base = 16;
+        s += 2;
+    }
     for (p = s; *p; p++) {
-        if (*p < '0' || *p > '9')
+        unsigned d;
+        if (*p >= '0' && *p <= '9')
+            d = (unsigned)(*p - '0');
+        else if (base == 16 && ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'f'))
+            d = (unsigned)((*p | 0x20) - 'a' + 10);
+        else
             return -1;
         if (v > 0xffffffffull)
             big = true;
         else
-            v = v * 10 + (unsigned)(*p - '0');
+            v = v * base + d;
     }
     if (big || v < min || v > max)
         return -2;
