@@ -1060,3 +1060,15 @@ bool config_equal(const struct config *a, const struct config *b)
     }
     return true;
 }
+
+unsigned config_table_entries(const struct config *c)
+{
+    if (c->n_transparent_listen && c->transparent_max_entries > c->max_entries)
+        return c->transparent_max_entries;
+    return c->max_entries;
+}
+
+unsigned config_upstream_mark(const struct config *c)
+{
+    return c->n_transparent_listen ? c->transparent_mark : 0;
+}

@@ -115,6 +115,11 @@ bool config_equal(const struct config *a, const struct config *b);
 /* Writes the commented example file (config/dotward.conf.example): every
  * option with its help text and default, from config/options.def. */
 void config_write_example(FILE *out);
+/* How many IPs the probe and health tables keep: max-entries, or more
+ * while interception is on ([transparent] max-entries). */
+unsigned config_table_entries(const struct config *c);
+/* The mark for upstream sockets: [transparent] mark while interception is on, else 0. */
+unsigned config_upstream_mark(const struct config *c);
 
 /* Prints the effective configuration in the file's own syntax (re-loadable). */
 void config_dump(const struct config *c, FILE *out);

@@ -205,6 +205,7 @@ int daemon_start(struct daemon *d, struct ev_loop *loop, const char *config_path
         d->exit_code = 1;
         return -1;
     }
+    proxy_set_opportunistic(d->px, d->dot->opportunistic);
     d->dot->adopt = adopt_dot;
     d->dot->adopt_arg = d->px;
     dot_load_state(d->dot, cfg);

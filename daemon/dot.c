@@ -27,7 +27,7 @@ static void policy_from_config(const struct config *c, struct probe_policy *p)
     p->persistence = c->persistence;
     p->damping = c->damping;
     p->dot_fail_threshold = c->dot_fail_threshold;
-    p->max_entries = c->max_entries;
+    p->max_entries = config_table_entries(c);
 }
 
 static void adopt_cb(void *arg, const struct probe_entry *e, int fd, struct tls_conn *conn)

@@ -441,7 +441,7 @@ bool net_errno_local(int err)
            err == EADDRINUSE || err == EINTR || err == EAFNOSUPPORT;
 }
 
-int net_tcp_connect(const struct net_addr *a)
+int net_tcp_connect(const struct net_addr *a, unsigned mark)
 {
     int fam = net_addr_family(a);
     int fd, one = 1;
@@ -452,7 +452,7 @@ int net_tcp_connect(const struct net_addr *a)
     if (fd < 0)
         return -1;
     /* DNS messages are small and written whole: do not wait for Nagle. */
-    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 || net_set_mark(fd, mark) < 0)
         goto fail;
     if (connect(fd, &a->u.sa, a->len) < 0 && errno != EINPROGRESS)
         goto fail;
@@ -502,10 +502,91 @@ size_t net_local_cmsg(const struct net_local *local, void *buf)
     return CMSG_SPACE(sizeof pi6);
 }
 
-static void read_local(struct msghdr *mh, struct net_local *out)
+static int set_transparent(int fd, int family)
+{
+    int one = 1;
+    if (family == AF_INET6)
+        return setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one);
+    return setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one);
+}
+
+int net_set_mark(int fd, unsigned mark)
+{
+    return mark ? setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) : 0;
+}
+
+int net_udp_bind_transparent(const struct net_addr *a)
+{
+    int fam = net_addr_family(a), one = 1;
+    if (net_family_ok(fam) < 0)
+        return -1;
+    int fd = socket(fam, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (net_listen_opts(fd, fam, false) < 0 || set_transparent(fd, fam) < 0 ||
+        (fam == AF_INET6 ? setsockopt(fd, SOL_IPV6, IPV6_RECVORIGDSTADDR, &one, sizeof one)
+                         : setsockopt(fd, SOL_IP, IP_RECVORIGDSTADDR, &one, sizeof one)) < 0)
+        goto fail;
+    net_udp_buffers(fd);
+    if (bind(fd, &a->u.sa, a->len) < 0)
+        goto fail;
+    return fd;
+fail:
+    net_close_keep_errno(fd);
+    return -1;
+}
+
+int net_tcp_listen_transparent(const struct net_addr *a, int backlog)
+{
+    int fam = net_addr_family(a);
+    if (net_family_ok(fam) < 0)
+        return -1;
+    int fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (net_listen_opts(fd, fam, true) < 0 || set_transparent(fd, fam) < 0 || bind(fd, &a->u.sa, a->len) < 0 ||
+        listen(fd, backlog) < 0)
+        goto fail;
+    return fd;
+fail:
+    net_close_keep_errno(fd);
+    return -1;
+}
+
+int net_udp_reply_from(const struct net_addr *from)
+{
+    int fam = net_addr_family(from), one = 1;
+    if (net_family_ok(fam) < 0)
+        return -1;
+    int fd = socket(fam, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    /* Several replies may leave from one address at once: reuse it. */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 || set_transparent(fd, fam) < 0 ||
+        (fam == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) ||
+        bind(fd, &from->u.sa, from->len) < 0)
+        goto fail;
+    return fd;
+fail:
+    net_close_keep_errno(fd);
+    return -1;
+}
+
+static void read_local(struct msghdr *mh, struct net_local *out, struct net_addr *orig)
 {
     out->family = 0;
+    orig->len = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+        if (c->cmsg_level == SOL_IP && c->cmsg_type == IP_ORIGDSTADDR) {
+            memcpy(&orig->u.in4, CMSG_DATA(c), sizeof orig->u.in4);
+            orig->len = sizeof orig->u.in4;
+            continue;
+        }
+        if (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_ORIGDSTADDR) {
+            memcpy(&orig->u.in6, CMSG_DATA(c), sizeof orig->u.in6);
+            orig->len = sizeof orig->u.in6;
+            continue;
+        }
         if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
             struct in_pktinfo pi;
             memcpy(&pi, CMSG_DATA(c), sizeof pi);
@@ -527,7 +608,7 @@ int net_recv_batch(int fd, struct net_batch *b)
     struct mmsghdr mm[NET_BATCH];
     struct iovec iov[NET_BATCH];
     /* Room for the local address, filled only where the socket asked for it. */
-    uint64_t ctl[NET_BATCH][NET_LOCAL_CMSG / 8];
+    uint64_t ctl[NET_BATCH][(NET_LOCAL_CMSG + 64) / 8];
     for (int i = 0; i < NET_BATCH; i++) {
         iov[i].iov_base = b->buf[i];
         iov[i].iov_len = sizeof b->buf[i];
@@ -546,7 +627,7 @@ int net_recv_batch(int fd, struct net_batch *b)
         b->from[i].len = mm[i].msg_hdr.msg_namelen;
         b->len[i] = mm[i].msg_len;
         b->truncated[i] = (mm[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
-        read_local(&mm[i].msg_hdr, &b->local[i]);
+        read_local(&mm[i].msg_hdr, &b->local[i], &b->orig[i]);
     }
     return n;
 }

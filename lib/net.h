@@ -52,8 +52,9 @@ int net_udp_bind(const struct net_addr *a);
 int net_tcp_listen(const struct net_addr *a, int backlog);
 /* Unbound UDP socket of the family, on a random ephemeral port the kernel picks. */
 int net_udp_ephemeral(int family);
-/* Starts a non-blocking connect; returns fd (connect may be in progress) or -1. */
-int net_tcp_connect(const struct net_addr *a);
+/* Starts a non-blocking connect from a socket with firewall mark `mark`
+ * (0: none); returns fd (connect may be in progress) or -1. */
+int net_tcp_connect(const struct net_addr *a, unsigned mark);
 /* An errno that says this host ran short (descriptors, buffers, memory,
  * local ports), not that the peer or the path failed. */
 bool net_errno_local(int err);
@@ -70,6 +71,18 @@ struct net_local {
         struct in6_addr v6;
     } a;
 };
+/* Transparent proxying (TPROXY): a UDP socket that receives datagrams for
+ * any address the firewall steers to it, each with its original
+ * destination (IP_RECVORIGDSTADDR); a TCP listener whose accepted sockets
+ * carry the original destination as their local address; and a socket
+ * bound to an address that is not this host's, to answer from it. Each
+ * needs CAP_NET_ADMIN. */
+int net_udp_bind_transparent(const struct net_addr *a);
+int net_tcp_listen_transparent(const struct net_addr *a, int backlog);
+int net_udp_reply_from(const struct net_addr *from);
+/* SO_MARK, so the interception rules let our own traffic pass. 0: nothing done. */
+int net_set_mark(int fd, unsigned mark);
+
 /* Asks the kernel for each datagram's local address (listeners on 0.0.0.0 or [::]). */
 int net_udp_want_local(int fd, int family);
 /* Is `a` 0.0.0.0 or [::] (any port)? */
@@ -90,6 +103,7 @@ struct net_batch {
     bool truncated[NET_BATCH];
     struct net_addr from[NET_BATCH];
     struct net_local local[NET_BATCH];   /* family 0 unless net_udp_want_local */
+    struct net_addr orig[NET_BATCH];     /* original destination (len 0 unless transparent) */
 };
 /* Reads up to NET_BATCH datagrams without blocking. Returns how many (0 when
  * none are waiting), or -1 with errno on a real error. */

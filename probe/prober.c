@@ -371,7 +371,7 @@ static void prober_start_cb(void *arg, struct probe_entry *e)
     struct net_addr a;
     probe_entry_addr(e, &a);
     net_addr_set_port(&a, p->opts.port);
-    r->fd = net_tcp_connect(&a);
+    r->fd = net_tcp_connect(&a, 0); /* port 853 is never intercepted */
     if (r->fd < 0) {
         int err = errno;
         run_finish(r, net_errno_local(err) ? PROBE_LOCAL_ERROR : PROBE_CONNECT_REFUSED, strerror(err));

@@ -109,6 +109,7 @@ void conns_set_opts(struct conns *c, const struct conns_opts *o)
     c->env.idle = o->idle;
     c->env.setup = o->setup;
     c->env.edns_size = o->edns_size;
+    c->env.mark = o->mark;
 }
 
 struct conns *conns_new(const struct stream_env *env, const struct conns_opts *o)

@@ -26,6 +26,7 @@ struct conns_opts {
     unsigned max_conns;
     double idle, setup;
     uint16_t edns_size;
+    unsigned mark;
 };
 
 /* `env` is copied, except `closed` and `arg` (the pool's own). */

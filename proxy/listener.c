@@ -13,7 +13,17 @@
 #include "proxy/query.h"
 #include "proxy/stats.h"
 
-static struct log_limit recv_limit;
+static struct log_limit recv_limit, reply_limit;
+
+#define REPLY_SOCKS 64
+struct reply_socks {
+    struct {
+        struct net_addr from;
+        int fd;                 /* 0: unused (0 is never ours: stdin) */
+        uint64_t used;
+    } s[REPLY_SOCKS];
+    uint64_t clock;
+};
 
 static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -34,7 +44,7 @@ static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
                 h->stats->malformed_dropped++;
                 continue;
             }
-            h->udp(h->arg, l, &b.from[i], &b.local[i], b.buf[i], b.len[i]);
+            h->udp(h->arg, l, &b.from[i], &b.local[i], &b.orig[i], b.buf[i], b.len[i]);
         }
         if (n < NET_BATCH)
             break;
@@ -52,11 +62,13 @@ bool listener_is_v6_loopback(const struct net_addr *a)
     return net_addr_family(a) == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&a->u.in6.sin6_addr);
 }
 
-struct listener *listener_open(const struct listener_hooks *hooks, const struct net_addr *a, bool tcp)
+struct listener *listener_open(const struct listener_hooks *hooks, const struct net_addr *a, bool tcp,
+                               bool transparent)
 {
     char name[NET_ADDRSTRLEN];
     net_addr_str(a, name, sizeof name);
-    int fd = tcp ? net_tcp_listen(a, 256) : net_udp_bind(a);
+    int fd = transparent ? (tcp ? net_tcp_listen_transparent(a, 256) : net_udp_bind_transparent(a))
+                         : (tcp ? net_tcp_listen(a, 256) : net_udp_bind(a));
     if (fd < 0) {
         int err = errno;
         if (listener_is_v6_loopback(a) && (err == EADDRNOTAVAIL || err == EAFNOSUPPORT))
@@ -67,7 +79,10 @@ struct listener *listener_open(const struct listener_hooks *hooks, const struct 
         return NULL;
     }
     struct listener *l = calloc(1, sizeof *l);
-    if (!l || (!tcp && !(l->out = malloc(sizeof *l->out)))) {
+    if (!l || (!tcp && !(l->out = malloc(sizeof *l->out))) ||
+        (transparent && !tcp && !(l->replies = calloc(1, sizeof *l->replies)))) {
+        if (l)
+            free(l->out);
         free(l);
         close(fd);
         log_err("out of memory");
@@ -77,6 +92,7 @@ struct listener *listener_open(const struct listener_hooks *hooks, const struct 
     l->hooks = hooks;
     l->refs = 1;
     l->tcp = tcp;
+    l->transparent = transparent;
     l->addr = *a;
     l->fd = fd;
     if (tcp) {
@@ -92,7 +108,7 @@ struct listener *listener_open(const struct listener_hooks *hooks, const struct 
     } else {
         /* On 0.0.0.0 or [::] an answer must leave from the address it was
          * asked on, not from the one the route prefers. */
-        if (net_addr_is_wildcard(a) && net_udp_want_local(fd, net_addr_family(a)) < 0)
+        if (!transparent && net_addr_is_wildcard(a) && net_udp_want_local(fd, net_addr_family(a)) < 0)
             log_warn("%s/udp: no IP_PKTINFO (%s): answers leave from the routed address", name,
                      strerror(errno));
         outbox_init(l->out, hooks->flusher, fd, &hooks->stats->send_errors);
@@ -136,13 +152,56 @@ void listener_unref(struct listener *l)
         outbox_flush(l->out);
         free(l->out);
     }
+    if (l->replies) {
+        for (unsigned i = 0; i < REPLY_SOCKS; i++)
+            if (l->replies->s[i].fd > 0)
+                close(l->replies->s[i].fd);
+        free(l->replies);
+    }
     close(l->fd);
     free(l);
+}
+
+/* An intercepted query's answer must come from the address and port it was
+ * sent to: a socket bound there (IP_TRANSPARENT). A few are kept, the one
+ * used the longest ago replaced, as a resolver talks to the same servers
+ * again and again. */
+static int reply_socket(struct listener *l, const struct net_addr *from)
+{
+    struct reply_socks *r = l->replies;
+    unsigned oldest = 0;
+    for (unsigned i = 0; i < REPLY_SOCKS; i++) {
+        if (r->s[i].fd > 0 && net_addr_equal(&r->s[i].from, from)) {
+            r->s[i].used = ++r->clock;
+            return r->s[i].fd;
+        }
+        if (r->s[i].used < r->s[oldest].used)
+            oldest = i;
+    }
+    int fd = net_udp_reply_from(from);
+    if (fd < 0)
+        return -1;
+    if (r->s[oldest].fd > 0)
+        close(r->s[oldest].fd);
+    r->s[oldest].fd = fd;
+    r->s[oldest].from = *from;
+    r->s[oldest].used = ++r->clock;
+    return fd;
 }
 
 static void udp_send(const struct client *c, const uint8_t *msg, size_t len)
 {
     struct listener *l = c->conn;
+    if (c->to.len && l->replies) {
+        int fd = reply_socket(l, &c->to);
+        if (fd < 0 || sendto(fd, msg, len, 0, &c->peer.u.sa, c->peer.len) < 0) {
+            char name[NET_ADDRSTRLEN];
+            log_limited(&reply_limit, LOG_LVL_WARN, "cannot answer from intercepted address %s: %s",
+                        net_addr_str(&c->to, name, sizeof name), strerror(errno));
+            l->hooks->stats->send_errors++;
+        }
+        return;
+    }
     if (outbox_add(l->out, &c->peer, &c->local, msg, len) < 0)
         l->hooks->stats->send_errors++;
 }

@@ -14,6 +14,7 @@
 #include "proxy/health.h"
 #include "proxy/query.h"
 #include "proxy/route.h"
+#include "proxy/targets.h"
 #include "proxy/tcp_client.h"
 #include "proxy/udp_pool.h"
 #include "proxy/view.h"
@@ -75,10 +76,17 @@ static void session_put(void *arg, const struct net_addr *ip, struct tls_session
 /* ---- clients ---- */
 
 static void udp_received(void *arg, struct listener *l, const struct net_addr *peer, const struct net_local *local,
-                         const uint8_t *msg, size_t len)
+                         const struct net_addr *to, const uint8_t *msg, size_t len)
 {
     struct proxy *px = arg;
     struct client c = { .ops = &listener_udp_client, .conn = l, .peer = *peer, .local = *local };
+    if (l->transparent) {
+        if (!to->len) {
+            px->stats.malformed_dropped++; /* no original destination: nowhere to send it */
+            return;
+        }
+        c.to = *to;
+    }
     query_receive(px->queries, px->view, &c, msg, len);
 }
 
@@ -94,10 +102,20 @@ static bool acl_allows(const struct config *cfg, const struct net_addr *peer)
 static void tcp_accepted(void *arg, struct listener *l, int fd, const struct net_addr *peer)
 {
     struct proxy *px = arg;
-    (void)l;
     const struct config *cfg = px->view->cfg;
     if (px->draining) {
         close(fd);
+        return;
+    }
+    if (l->transparent) {
+        /* TPROXY: the accepted socket's own address is where the client connected to. */
+        struct net_addr to;
+        to.len = sizeof to.u.ss;
+        if (getsockname(fd, &to.u.sa, &to.len) < 0) {
+            close(fd);
+            return;
+        }
+        tcp_clients_accept(px->tcp, fd, peer, &to);
         return;
     }
     if (!acl_allows(cfg, peer)) {
@@ -108,7 +126,7 @@ static void tcp_accepted(void *arg, struct listener *l, int fd, const struct net
         close(fd);
         return;
     }
-    tcp_clients_accept(px->tcp, fd, peer);
+    tcp_clients_accept(px->tcp, fd, peer, NULL);
 }
 
 static void tcp_received(void *arg, const struct client *c, const uint8_t *msg, size_t len)
@@ -146,16 +164,26 @@ static void tcp_opts(const struct config *cfg, struct tcp_clients_opts *o)
 
 static void apply_settings(struct proxy *px, const struct config *cfg)
 {
+    unsigned mark = config_upstream_mark(cfg);
     struct udp_pool_opts uo = { .sockets = cfg->udp_sockets, .socket_uses = cfg->udp_socket_uses,
-                                .edns_size = (uint16_t)cfg->edns_buffer_size };
+                                .edns_size = (uint16_t)cfg->edns_buffer_size, .mark = mark };
     struct conns_opts co = { .max_conns = cfg->max_upstream_connections, .idle = cfg->upstream_tcp_idle,
-                             .setup = cfg->timeout, .edns_size = (uint16_t)cfg->edns_buffer_size };
+                             .setup = cfg->timeout, .edns_size = (uint16_t)cfg->edns_buffer_size, .mark = mark };
     struct tcp_clients_opts to;
     tcp_opts(cfg, &to);
     udp_pool_set_opts(px->udp, &uo);
     conns_set_opts(px->conns, &co);
     tcp_clients_set_opts(px->tcp, &to);
-    health_table_set_max(px->health, cfg->max_entries);
+    health_table_set_max(px->health, config_table_entries(cfg));
+}
+
+/* Intercepted servers kept after their last query: enough for the servers a
+ * resolver talks to often, small next to the health and probe tables. */
+#define TARGETS_IDLE 1024
+
+void proxy_set_opportunistic(struct proxy *px, struct tls_profile *opportunistic)
+{
+    targets_set_profile(px->targets, opportunistic);
 }
 
 struct proxy *proxy_new(struct ev_loop *loop, struct probe_table *probes, struct fd_waiters *waiters)
@@ -183,8 +211,10 @@ struct proxy *proxy_new(struct ev_loop *loop, struct probe_table *probes, struct
     struct conns_opts co = { .max_conns = 1, .idle = 1, .setup = 1, .edns_size = 1232 };
     struct tcp_clients_opts to = { .max = 1, .per_source = 1, .idle = 1, .io = 1 };
     px->health = health_table_new(4096, rng_u32(&px->rng));
+    px->targets = px->health ? targets_new(px->health, TARGETS_IDLE, rng_u32(&px->rng)) : NULL;
+    qe.targets = px->targets;
     px->queries = query_pool_new(&qe);
-    if (!px->health || !px->queries) {
+    if (!px->health || !px->targets || !px->queries) {
         proxy_free(px);
         return NULL;
     }
@@ -211,30 +241,34 @@ void proxy_release_listeners(struct listener **list, size_t n)
     free(list);
 }
 
-static struct listener *find_listener(struct listener **list, size_t n, const struct net_addr *a, bool tcp)
+static struct listener *find_listener(struct listener **list, size_t n, const struct net_addr *a, bool tcp,
+                                      bool transparent)
 {
     for (size_t i = 0; i < n; i++)
-        if (list[i]->tcp == tcp && net_addr_equal(&list[i]->addr, a))
+        if (list[i]->tcp == tcp && list[i]->transparent == transparent && net_addr_equal(&list[i]->addr, a))
             return list[i];
     return NULL;
 }
 
 int proxy_open_listeners(struct proxy *px, const struct config *cfg, struct listener ***out, size_t *n_out)
 {
-    struct listener **list = calloc(cfg->n_listen * 2 + 1, sizeof *list);
+    struct listener **list = calloc((cfg->n_listen + cfg->n_transparent_listen) * 2 + 1, sizeof *list);
     size_t n = 0;
     if (!list)
         return -1;
-    for (size_t i = 0; i < cfg->n_listen; i++) {
+    for (size_t i = 0; i < cfg->n_listen + cfg->n_transparent_listen; i++) {
+        bool transparent = i >= cfg->n_listen;
+        const struct net_addr *a = transparent ? &cfg->transparent_listen[i - cfg->n_listen] : &cfg->listen[i];
         for (int tcp = 0; tcp < 2; tcp++) {
-            if (find_listener(list, n, &cfg->listen[i], tcp))
+            if (find_listener(list, n, a, tcp, transparent))
                 continue; /* listed twice */
-            struct listener *l = find_listener(px->listeners, px->n_listeners, &cfg->listen[i], tcp);
+            struct listener *l = find_listener(px->listeners, px->n_listeners, a, tcp, transparent);
             if (l) {
                 l = listener_ref(l);
-            } else if (!(l = listener_open(&px->lhooks, &cfg->listen[i], tcp))) {
+            } else if (!(l = listener_open(&px->lhooks, a, tcp, transparent))) {
                 /* The default listens on [::1] too: a host without IPv6 still serves IPv4. */
-                if ((errno == EADDRNOTAVAIL || errno == EAFNOSUPPORT) && listener_is_v6_loopback(&cfg->listen[i]))
+                if (!transparent && (errno == EADDRNOTAVAIL || errno == EAFNOSUPPORT) &&
+                    listener_is_v6_loopback(a))
                     continue;
                 proxy_release_listeners(list, n);
                 return -1;
@@ -255,7 +289,7 @@ int proxy_open_listeners(struct proxy *px, const struct config *cfg, struct list
 void proxy_swap(struct proxy *px, struct view *v, struct listener **list, size_t n)
 {
     for (size_t i = 0; i < px->n_listeners; i++)
-        if (!find_listener(list, n, &px->listeners[i]->addr, px->listeners[i]->tcp))
+        if (!find_listener(list, n, &px->listeners[i]->addr, px->listeners[i]->tcp, px->listeners[i]->transparent))
             listener_stop(px->listeners[i]);
     proxy_release_listeners(px->listeners, px->n_listeners);
     px->listeners = list;
@@ -332,6 +366,7 @@ void proxy_free(struct proxy *px)
     udp_pool_free(px->udp);
     conns_free(px->conns);
     view_unref(px->view);  /* unpins the health entries of its servers */
+    targets_free(px->targets);
     health_table_free(px->health);
     ev_timer_stop(px->loop, &px->drain_timer);
     flusher_fini(&px->flusher);

@@ -45,6 +45,7 @@ struct proxy {
     struct udp_pool *udp;
     struct conns *conns;
     struct xfr_pool *xfrs;
+    struct targets *targets;       /* transparent mode's servers */
     struct query_pool *queries;
     struct tcp_clients *tcp;
     struct listener_hooks lhooks;
@@ -61,6 +62,8 @@ struct proxy {
 /* `probes` and `waiters` (lib/acceptor.h) are borrowed and outlive the
  * proxy. NULL on no memory. */
 struct proxy *proxy_new(struct ev_loop *loop, struct probe_table *probes, struct fd_waiters *waiters);
+/* The profile intercepted servers are asked over DoT with (a reference is taken). */
+void proxy_set_opportunistic(struct proxy *px, struct tls_profile *opportunistic);
 /* Answers what is in flight with SERVFAIL and frees everything. */
 void proxy_free(struct proxy *px);
 

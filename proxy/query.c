@@ -10,6 +10,7 @@
 #include "proxy/health.h"
 #include "proxy/route.h"
 #include "proxy/stats.h"
+#include "proxy/targets.h"
 #include "proxy/view.h"
 
 #define QUERY_MAX_TRIES 6
@@ -32,7 +33,8 @@ struct query {
     struct query *prev, *next;       /* pool->active, or pool->free_list (next only) */
     struct client client;
     struct view *view;               /* a reference */
-    const struct route_zone *zone;   /* inside the view's routes */
+    const struct route_zone *zone;   /* inside the view's routes; NULL when intercepted */
+    struct route_server *fixed;      /* intercepted: the one server, held */
     struct wire_msg wm;
     uint8_t *msg;                    /* the client's query as received */
     size_t len;
@@ -65,7 +67,8 @@ static void query_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void query_next_try(struct query *q);
 
 static void start_transfer(struct query_pool *p, struct view *v, const struct client *c, const uint8_t *msg,
-                           size_t len, const struct wire_msg *wm, const struct route_zone *zone);
+                           size_t len, const struct wire_msg *wm, const struct route_zone *zone,
+                           struct route_server *fixed);
 
 static enum health_path path_of(enum try_kind kind) { return kind == TRY_DOT ? HEALTH_DOT : HEALTH_DO53; }
 
@@ -158,7 +161,9 @@ void query_receive(struct query_pool *p, struct view *v, const struct client *c,
     const struct config *cfg = v->cfg;
     struct stats *st = p->env.stats;
     struct wire_msg wm;
-    bool allowed = acl_allows(cfg, &c->peer);
+    /* Intercepted traffic was chosen by the firewall rules: they are its ACL. */
+    bool transparent = c->to.len != 0;
+    bool allowed = transparent || acl_allows(cfg, &c->peer);
     if (!allowed && cfg->acl_action == CONFIG_ACL_DROP) {
         st->dropped_acl++;
         c->ops->done(c->conn);
@@ -187,25 +192,40 @@ void query_receive(struct query_pool *p, struct view *v, const struct client *c,
         respond_error(p, v, c, msg, len, NULL, WIRE_FORMERR);
         return;
     }
-    const struct route_zone *zone = route_lookup(v->routes, msg + wm.qname_off, wm.qname_len);
-    if (op != WIRE_OP_QUERY && (!zone || zone->n_servers == 0)) {
-        st->notimp_sent++;
-        respond_error(p, v, c, msg, len, &wm, WIRE_NOTIMP);
-        return;
-    }
-    if (!zone || zone->n_servers == 0) {
-        st->servfail++;
-        respond_error(p, v, c, msg, len, &wm, WIRE_SERVFAIL);
-        return;
+    const struct route_zone *zone = NULL;
+    struct route_server *fixed = NULL;
+    if (transparent) {
+        /* The resolver chose the server: the address it sent to. */
+        if (!p->env.targets || !(fixed = targets_get(p->env.targets, &c->to))) {
+            st->servfail++;
+            respond_error(p, v, c, msg, len, &wm, WIRE_SERVFAIL);
+            return;
+        }
+    } else {
+        zone = route_lookup(v->routes, msg + wm.qname_off, wm.qname_len);
+        if (op != WIRE_OP_QUERY && (!zone || zone->n_servers == 0)) {
+            st->notimp_sent++;
+            respond_error(p, v, c, msg, len, &wm, WIRE_NOTIMP);
+            return;
+        }
+        if (!zone || zone->n_servers == 0) {
+            st->servfail++;
+            respond_error(p, v, c, msg, len, &wm, WIRE_SERVFAIL);
+            return;
+        }
     }
     if (op == WIRE_OP_QUERY && c->ops->stream && p->env.transfer &&
         (wm.qtype == WIRE_TYPE_AXFR || wm.qtype == WIRE_TYPE_IXFR)) {
-        start_transfer(p, v, c, msg, len, &wm, zone);
+        start_transfer(p, v, c, msg, len, &wm, zone, fixed);
+        if (fixed)
+            route_server_release(fixed);
         return;
     }
     struct query *q = p->inflight < cfg->max_queries ? query_alloc(p, wm.end) : NULL;
     if (!q) {
         st->overload++;
+        if (fixed)
+            route_server_release(fixed);
         respond_error(p, v, c, msg, len, &wm, WIRE_SERVFAIL);
         return;
     }
@@ -218,6 +238,7 @@ void query_receive(struct query_pool *p, struct view *v, const struct client *c,
     c->ops->ref(c->conn);
     q->view = view_ref(v);
     q->zone = zone;
+    q->fixed = fixed;
     q->want_tcp = c->ops->stream;
     q->verbatim = wm.signed_msg || op != WIRE_OP_QUERY;
     q->plain_udp = op != WIRE_OP_QUERY && !c->ops->stream;
@@ -257,6 +278,8 @@ static void query_finish(struct query *q)
     q->client.ops->done(q->client.conn);
     q->client.ops->unref(q->client.conn);
     view_unref(q->view);
+    if (q->fixed)
+        route_server_release(q->fixed);
     if (q->msg != q->inline_buf)
         free(q->msg);
     if (p->n_free < QUERY_FREE_MAX) {
@@ -294,10 +317,10 @@ static void arm_timer(struct query *q, double at)
 
 /* An opportunistic server is used over DoT when its IP is Good (RFC 9539
  * 4.6.1); the visit also counts towards probing it. */
-static bool opportunistic_dot(struct probe_table *probes, const struct route_zone *zone,
-                              const struct route_server *srv, double now)
+static bool opportunistic_dot(struct probe_table *probes, const char *zone, const struct route_server *srv,
+                              double now)
 {
-    struct probe_entry *e = probe_table_visit(probes, &srv->addr, zone->text, now);
+    struct probe_entry *e = probe_table_visit(probes, &srv->addr, zone, now);
     if (e && e->authoritative != !srv->rd)
         probe_table_set_authoritative(e, !srv->rd);
     return e && probe_table_use_dot(probes, e, now);
@@ -305,13 +328,23 @@ static bool opportunistic_dot(struct probe_table *probes, const struct route_zon
 
 /* The path selector: DoT for strict servers and for Good IPs, else Do53
  * over the client's transport. */
+/* The name the probe table files an IP under: its zone, or for an
+ * intercepted query (no zone known) the question that brought it in. */
+static const char *visit_zone(const struct route_zone *zone, const uint8_t *msg, const struct wire_msg *wm,
+                              char *buf, size_t bufsz)
+{
+    return zone ? zone->text : wire_name_str(msg + wm->qname_off, wm->qname_len, buf, bufsz);
+}
+
 static enum try_kind choose_path(struct query *q, struct route_server *srv, double now)
 {
+    char name[WIRE_MAX_NAME * 4 + 1];
     if (q->plain_udp)
         return TRY_UDP;
     if (srv->tls == SERVER_TLS_STRICT ||
         (srv->tls == SERVER_TLS_OPPORTUNISTIC && srv != q->dot_failed &&
-         opportunistic_dot(q->pool->env.probes, q->zone, srv, now)))
+         opportunistic_dot(q->pool->env.probes, visit_zone(q->zone, q->msg, &q->wm, name, sizeof name), srv,
+                           now)))
         return TRY_DOT;
     return q->want_tcp ? TRY_TCP : TRY_UDP;
 }
@@ -319,14 +352,16 @@ static enum try_kind choose_path(struct query *q, struct route_server *srv, doub
 /* AXFR and IXFR from a stream client go to one server on a connection of
  * their own (RFC 5936 4.2; XoT, RFC 9103, where DoT is used). */
 static void start_transfer(struct query_pool *p, struct view *v, const struct client *c, const uint8_t *msg,
-                           size_t len, const struct wire_msg *wm, const struct route_zone *zone)
+                           size_t len, const struct wire_msg *wm, const struct route_zone *zone,
+                           struct route_server *fixed)
 {
     double now = ev_now(p->env.loop);
-    int idx = route_select(zone, 0, now, p->env.rng);
-    struct route_server *srv = zone->servers[idx];
+    char name[WIRE_MAX_NAME * 4 + 1];
+    struct route_server *srv = fixed ? fixed : zone->servers[route_select(zone, 0, now, p->env.rng)];
     enum try_kind kind = srv->tls == SERVER_TLS_STRICT ||
                                  (srv->tls == SERVER_TLS_OPPORTUNISTIC &&
-                                  opportunistic_dot(p->env.probes, zone, srv, now))
+                                  opportunistic_dot(p->env.probes, visit_zone(zone, msg, wm, name, sizeof name),
+                                                    srv, now))
                              ? TRY_DOT
                              : TRY_TCP;
     if (p->env.transfer(p->env.transfer_arg, v, c, msg, len, wm, srv, kind) < 0) {
@@ -377,13 +412,18 @@ static void query_next_try(struct query *q)
 {
     double now = ev_now(q->pool->env.loop);
     while (q->n_tries < QUERY_MAX_TRIES) {
-        int idx = route_select(q->zone, q->tried, now, q->pool->env.rng);
-        if (idx < 0)
-            break;
-        q->tried |= 1u << idx;
-        struct route_server *srv = q->zone->servers[idx];
+        struct route_server *srv = q->fixed;
+        if (!srv) {
+            int idx = route_select(q->zone, q->tried, now, q->pool->env.rng);
+            if (idx < 0)
+                break;
+            q->tried |= 1u << idx;
+            srv = q->zone->servers[idx];
+        }
         if (start_try(q, srv, choose_path(q, srv, now), now) == 0)
             return;
+        if (q->fixed)
+            break; /* a local shortage: the same server again would fail too */
     }
     arm_timer(q, q->deadline);
 }
@@ -398,6 +438,8 @@ static struct query_try *latest_try(struct query *q)
  * 0 if a try started. */
 static int ask_another_over_dot(struct query *q, double now)
 {
+    if (q->fixed)
+        return -1; /* the resolver chose this one server */
     uint32_t skip = q->tried;
     while (q->n_tries < QUERY_MAX_TRIES) {
         int idx = route_select(q->zone, skip, now, q->pool->env.rng);

@@ -23,6 +23,7 @@ struct probe_table;
 struct rng;
 struct route_server;
 struct stats;
+struct targets;
 struct view;
 
 enum try_kind { TRY_UDP, TRY_TCP, TRY_DOT };
@@ -49,6 +50,9 @@ struct client {
     void *conn;
     struct net_addr peer;
     struct net_local local;        /* UDP on a wildcard listener: where the query arrived */
+    /* Intercepted (transparent mode): where the client sent it, and where
+     * it goes; the answer must seem to come from there. len 0 otherwise. */
+    struct net_addr to;
 };
 
 /* The transports behind one interface; `kind` picks UDP, TCP or DoT.
@@ -67,6 +71,7 @@ struct query_env {
     struct rng *rng;
     struct stats *stats;
     struct probe_table *probes;  /* the DoT table */
+    struct targets *targets;     /* transparent mode's servers; NULL: none */
     struct query_transports tx;
     /* The last query in flight has ended. */
     void (*idle)(void *arg);

@@ -37,7 +37,26 @@ struct route_server {
     struct health *health;        /* pinned by the table */
     bool rd;                      /* recursive (probe with RD=1) or authoritative */
     bool configured;              /* named in the config (not from resolv.conf) */
+    /* A server made on demand (transparent mode, proxy/targets.h) is held
+     * by each query and transfer that uses it and handed back to its owner
+     * when the last lets go; a route table's own servers live with the
+     * table (released is NULL, holds unused). */
+    unsigned holds;
+    void (*released)(void *arg, struct route_server *s);
+    void *released_arg;
 };
+
+static inline void route_server_hold(struct route_server *s)
+{
+    if (s->released)
+        s->holds++;
+}
+
+static inline void route_server_release(struct route_server *s)
+{
+    if (s->released && --s->holds == 0)
+        s->released(s->released_arg, s);
+}
 
 #define ROUTE_MAX_SERVERS 32
 

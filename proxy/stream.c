@@ -217,7 +217,7 @@ static void tls_begin(struct stream *s)
 
 static int stream_connect(struct stream *s)
 {
-    s->fd = net_tcp_connect(&s->addr);
+    s->fd = net_tcp_connect(&s->addr, s->env->mark);
     if (s->fd < 0) {
         /* Short of descriptors or memory ourselves: the caller's failure,
          * not the server's. A refusal or no route is the server's, and is

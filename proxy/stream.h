@@ -54,6 +54,7 @@ struct stream_env {
     double idle;          /* s: an idle connection closes */
     double setup;         /* s: one query budget: connect and handshake must be done within it */
     uint16_t edns_size;   /* our UDP size in the OPT added on the DoT leg */
+    unsigned mark;        /* SO_MARK of every connection (transparent mode); 0: none */
 };
 
 /* `server` is copied (DoT: its port becomes 853); `tls` (DoT only) gets a

@@ -51,6 +51,7 @@ struct tcp_client {
     bool stop_reading;               /* drain: no new queries */
     bool eof;                        /* the client sent all it will send */
     bool in_frames;                  /* handle_frames() is on the stack */
+    struct net_addr to;              /* intercepted: where the client connected to; else len 0 */
 };
 
 static void tcp_client_unref(struct tcp_client *c)
@@ -112,7 +113,7 @@ static void handle_frames(struct tcp_client *c)
         set->stats->queries_tcp++;
         c->inflight++;
         peer_set_owed(&c->peer, c->inflight);
-        struct client cl = { .ops = &tcp_client_ops, .conn = c, .peer = *peer_addr(&c->peer) };
+        struct client cl = { .ops = &tcp_client_ops, .conn = c, .peer = *peer_addr(&c->peer), .to = c->to };
         /* recv answers or starts a query; both end in the client's done(). */
         set->recv(set->arg, &cl, in + 2, len);
         peer_consume(&c->peer, len + 2);
@@ -224,7 +225,7 @@ static struct tcp_client *eviction_victim(const struct tcp_clients *s)
     return best;
 }
 
-void tcp_clients_accept(struct tcp_clients *s, int fd, const struct net_addr *peer)
+void tcp_clients_accept(struct tcp_clients *s, int fd, const struct net_addr *peer, const struct net_addr *to)
 {
     struct ip_key k;
     ip_key_of(peer, &k);
@@ -262,6 +263,8 @@ void tcp_clients_accept(struct tcp_clients *s, int fd, const struct net_addr *pe
     }
     src->n++;
     c->source = src;
+    if (to)
+        c->to = *to;
     c->set = s;
     c->refs = 1; /* the set's */
     c->next = s->list;

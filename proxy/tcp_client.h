@@ -44,8 +44,9 @@ void tcp_clients_set_opts(struct tcp_clients *s, const struct tcp_clients_opts *
 /* A connection was accepted (fd taken): served, or closed at once when its
  * source has per_source connections open, or when the set is full and no
  * client is idle or partial (else the one idle or partial the longest is
- * closed to make room). */
-void tcp_clients_accept(struct tcp_clients *s, int fd, const struct net_addr *peer);
+ * closed to make room). `to` (intercepted connections; else NULL): where
+ * the client connected to, which its queries go to. */
+void tcp_clients_accept(struct tcp_clients *s, int fd, const struct net_addr *peer, const struct net_addr *to);
 /* Drain: no new queries; connections close once their answers are out. */
 void tcp_clients_stop_reading(struct tcp_clients *s);
 unsigned tcp_clients_count(const struct tcp_clients *s);

@@ -60,6 +60,13 @@ static struct udp_sock *sock_new(struct udp_pool *p, int fam)
     int fd = net_udp_ephemeral(fam ? AF_INET6 : AF_INET);
     if (fd < 0)
         return NULL;
+    /* Unmarked, our own queries would be intercepted again (a loop): no socket then. */
+    if (net_set_mark(fd, p->opts.mark) < 0) {
+        int err = errno;
+        close(fd);
+        errno = err;
+        return NULL;
+    }
     struct udp_sock *s = calloc(1, sizeof *s);
     if (!s) {
         close(fd);

@@ -27,6 +27,7 @@ struct udp_pool_opts {
     unsigned sockets;       /* per family */
     unsigned socket_uses;
     uint16_t edns_size;     /* our UDP size, written into the OPT of each request */
+    unsigned mark;          /* SO_MARK of each socket (transparent mode); 0: none */
 };
 
 /* Everything is borrowed and must outlive the pool; `o` is copied. */

@@ -56,6 +56,7 @@ static void reap_cb(struct flush_item *it)
     struct xfr *x = (struct xfr *)((char *)it - offsetof(struct xfr, reap));
     stream_free(x->s);
     stream_free(x->failed);
+    route_server_release(x->srv);
     view_unref(x->view);
     free(x->msg);
     free(x);
@@ -238,6 +239,7 @@ int xfr_start(struct xfr_pool *p, struct view *v, const struct client *c, const 
     }
     x->client = *c;
     c->ops->ref(c->conn);
+    route_server_hold(srv);
     x->view = view_ref(v);
     x->next = p->active;
     if (p->active)

@@ -386,7 +386,7 @@ static void test_tcp_listen_connect(void **state)
             assert_int_equal(getsockopt_int(lfd, IPPROTO_IPV6, IPV6_V6ONLY), 1);
         net_addr_set_port(&a, bound_port(lfd, NULL));
 
-        cfd = net_tcp_connect(&a);
+        cfd = net_tcp_connect(&a, 0);
         check_fd_flags(cfd);
         assert_int_equal(getsockopt_int(cfd, IPPROTO_TCP, TCP_NODELAY), 1);
         pfd.fd = cfd;
@@ -432,7 +432,7 @@ static void test_tcp_connect_refused(void **state)
     net_addr_set_port(&a, port);
 
     /* The failure is reported now or, after EINPROGRESS, through SO_ERROR. */
-    cfd = net_tcp_connect(&a);
+    cfd = net_tcp_connect(&a, 0);
     if (cfd < 0) {
         assert_int_equal(errno, ECONNREFUSED);
         return;
@@ -457,7 +457,7 @@ static void test_bind_bad_family(void **state)
     assert_int_equal(net_udp_bind(&a), -1);
     assert_int_equal(errno, EAFNOSUPPORT);
     assert_int_equal(net_tcp_listen(&a, 1), -1);
-    assert_int_equal(net_tcp_connect(&a), -1);
+    assert_int_equal(net_tcp_connect(&a, 0), -1);
 }
 
 int main(void)

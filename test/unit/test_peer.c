@@ -638,7 +638,7 @@ static void on_accept(void *arg, int fd, const struct net_addr *peer)
 
 static int connect_to(const struct net_addr *a)
 {
-    int fd = net_tcp_connect(a);
+    int fd = net_tcp_connect(a, 0);
     assert_true(fd >= 0);
     return fd;
 }

@@ -106,7 +106,7 @@ static int connect_client(struct fx *f, const char *ip, uint16_t port)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     struct net_addr peer;
     assert_int_equal(net_addr_parse(ip, port, &peer), 0);
-    tcp_clients_accept(f->set, sv[0], &peer);
+    tcp_clients_accept(f->set, sv[0], &peer, NULL);
     return sv[1];
 }
 
