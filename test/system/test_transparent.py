@@ -1,0 +1,237 @@
+"""Transparent mode, host deployment, IPv4 and IPv6: an unmodified client's
+DNS to any server is intercepted (TPROXY) and upgraded per destination IP.
+
+Two network namespaces of the test's own, joined by a veth pair, no link to
+the host: `res` (the resolver's host: the client, dotward, the interception
+rules) and `net` (the servers, on documentation addresses). In `net`:
+  198.51.100.11 / 2001:db8:2::11  NSD with DoT on 853 (and Do53)
+  198.51.100.12 / 2001:db8:2::12  NSD, Do53 only (853 refused)
+The client asks those addresses directly, as a recursive resolver would,
+over UDP and TCP; nothing names dotward. Checks:
+  - every answer is the zone's, from the address asked (the client's socket
+    is connected: a reply from elsewhere would not reach it)
+  - the queries reached dotward (its counters), and went to the address asked
+  - after warm-up the DoT server's IPs are Good and the other's Bad
+  - with port 53 of the DoT server dropped in `net` (nft, counted), its
+    names still resolve: the queries travelled over DoT, and the drop
+    counter shows nothing was even tried on 53
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+import harness
+from harness import WWW_A, WWW_AAAA
+from test_control import ctl_bin  # noqa: F401 (fixture)
+from test_state import make_cert
+
+MARK = 0xD53
+TPORT = 5301
+DOT_V4, PLAIN_V4 = "198.51.100.11", "198.51.100.12"
+DOT_V6, PLAIN_V6 = "2001:db8:2::11", "2001:db8:2::12"
+
+CLIENT = r"""
+import socket, sys, dns.message, dns.query
+server, transport, name, rdtype = sys.argv[1:5]
+q = dns.message.make_query(name, rdtype)
+try:
+    if transport == "udp":
+        r = dns.query.udp(q, server, port=53, timeout=3)
+    else:
+        r = dns.query.tcp(q, server, port=53, timeout=3)
+    print(" ".join(rr.to_text() for rrset in r.answer for rr in rrset) or dns.rcode.to_text(r.rcode()))
+except Exception as e:
+    print("ERROR %s" % type(e).__name__)
+"""
+
+
+def sh(*argv, check=True, input=None):
+    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=30, input=input)
+    if check and r.returncode != 0:
+        raise AssertionError("%s -> %d\n%s%s" % (" ".join(argv), r.returncode, r.stdout, r.stderr))
+    return r
+
+
+def nsx(ns, *argv, **kw):
+    return sh("ip", "netns", "exec", ns, *argv, **kw)
+
+
+RULES = """
+table ip dwt4 {
+  chain out {
+    type route hook output priority mangle; policy accept;
+    meta mark %(mark)d return
+    ip daddr 127.0.0.0/8 return
+    udp dport 53 meta mark set 0x1
+    tcp dport 53 meta mark set 0x1
+  }
+  chain pre {
+    type filter hook prerouting priority mangle; policy accept;
+    iif "lo" meta mark 0x1 udp dport 53 tproxy to 127.0.0.1:%(port)d accept
+    iif "lo" meta mark 0x1 tcp dport 53 tproxy to 127.0.0.1:%(port)d accept
+  }
+}
+table ip6 dwt6 {
+  chain out {
+    type route hook output priority mangle; policy accept;
+    meta mark %(mark)d return
+    ip6 daddr ::1 return
+    udp dport 53 meta mark set 0x1
+    tcp dport 53 meta mark set 0x1
+  }
+  chain pre {
+    type filter hook prerouting priority mangle; policy accept;
+    iif "lo" meta mark 0x1 udp dport 53 tproxy to [::1]:%(port)d accept
+    iif "lo" meta mark 0x1 tcp dport 53 tproxy to [::1]:%(port)d accept
+  }
+}
+"""
+
+
+@pytest.fixture
+def lab(tmp_path):
+    if os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("nsd"):
+        pytest.skip("needs root, nft and nsd")
+    tag = "%d" % os.getpid()
+    res, net = "dwtr" + tag, "dwtn" + tag
+    procs = []
+    for ns in (res, net):
+        sh("ip", "netns", "add", ns)
+    try:
+        sh("ip", "link", "add", "dwa" + tag, "netns", res, "type", "veth", "peer", "name", "dwb" + tag,
+           "netns", net)
+        for ns, dev, v4, v6 in ((res, "dwa" + tag, "192.0.2.1/24", "2001:db8:1::1/64"),
+                                (net, "dwb" + tag, "192.0.2.254/24", "2001:db8:1::fe/64")):
+            nsx(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0")
+            nsx(ns, "ip", "link", "set", "lo", "up")
+            nsx(ns, "ip", "addr", "add", v4, "dev", dev)
+            nsx(ns, "ip", "-6", "addr", "add", v6, "dev", dev, "nodad")
+            nsx(ns, "ip", "link", "set", dev, "up")
+        for a in (DOT_V4 + "/32", PLAIN_V4 + "/32"):
+            nsx(net, "ip", "addr", "add", a, "dev", "lo")
+        for a in (DOT_V6 + "/128", PLAIN_V6 + "/128"):
+            nsx(net, "ip", "-6", "addr", "add", a, "dev", "lo")
+        nsx(res, "ip", "route", "add", "198.51.100.0/24", "via", "192.0.2.254")
+        nsx(res, "ip", "-6", "route", "add", "2001:db8:2::/64", "via", "2001:db8:1::fe")
+        # host-mode interception in res: locally generated port-53 traffic, except dotward's own
+        nsx(res, "ip", "rule", "add", "fwmark", "0x1", "lookup", "100")
+        nsx(res, "ip", "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100")
+        nsx(res, "ip", "-6", "rule", "add", "fwmark", "0x1", "lookup", "100")
+        nsx(res, "ip", "-6", "route", "add", "local", "::/0", "dev", "lo", "table", "100")
+        nsx(res, "nft", "-f", "-", input=RULES % {"mark": MARK, "port": TPORT})
+
+        d = str(tmp_path)
+        key, cert = make_cert(d)
+        zdir = os.path.join(d, "zones")
+        os.makedirs(zdir)
+        with open(os.path.join(zdir, "test.zone"), "w") as f:
+            f.write(harness.zone_text())
+        for name, addrs, dot in (("dot", (DOT_V4, DOT_V6), True), ("plain", (PLAIN_V4, PLAIN_V6), False)):
+            ips = ["  ip-address: %s@53" % a for a in addrs]
+            if dot:
+                ips += ["  ip-address: %s@853" % a for a in addrs]
+                ips += ["  tls-port: 853", '  tls-service-key: "%s"' % key, '  tls-service-pem: "%s"' % cert]
+            conf = os.path.join(d, "nsd-%s.conf" % name)
+            with open(conf, "w") as f:
+                f.write("\n".join(["server:"] + ips + [
+                    "  server-count: 1", '  username: ""', '  chroot: ""', '  database: ""',
+                    "  rrl-ratelimit: 0", "  verbosity: 1", '  zonesdir: "%s"' % zdir,
+                    '  zonelistfile: "%s/zl-%s"' % (d, name), '  xfrdfile: "%s/xfrd-%s"' % (d, name),
+                    '  xfrdir: "%s"' % d, '  pidfile: "%s/nsd-%s.pid"' % (d, name),
+                    '  logfile: "%s/nsd-%s.log"' % (d, name), "remote-control:", "  control-enable: no",
+                    "zone:", '  name: "test."', '  zonefile: "test.zone"', ""]))
+            procs.append(subprocess.Popen(["ip", "netns", "exec", net, "nsd", "-d", "-c", conf],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        rc = os.path.join(d, "resolv.conf")
+        with open(rc, "w") as f:
+            f.write("nameserver 127.0.0.1\n")
+        sock = os.path.join(d, "ctl.sock")
+        conf = os.path.join(d, "dotward.conf")
+        with open(conf, "w") as f:
+            f.write("[server]\nlisten = 127.0.0.1:5353\ncontrol-socket = %s\n[forward]\nupstream = 127.0.0.1:9\n"
+                    "resolv-conf = %s\n[probe]\nprobe-on-start = no\n[transparent]\nlisten = 127.0.0.1:%d\n"
+                    "listen = [::1]:%d\nmark = %d\n" % (sock, rc, TPORT, TPORT, MARK))
+        err = open(os.path.join(d, "dotward.err"), "w")
+        dw = subprocess.Popen(["ip", "netns", "exec", res, os.environ.get("DOTWARD_BIN", "build/dotward"),
+                               "-c", conf], stdout=subprocess.DEVNULL, stderr=err)
+        procs.append(dw)
+
+        def ask(server, transport="udp", name="www.test.", rdtype="A"):
+            return nsx(res, sys.executable, "-c", CLIENT, server, transport, name, rdtype).stdout.strip()
+
+        def log():
+            with open(os.path.join(d, "dotward.err")) as f:
+                return f.read()[-4000:]
+
+        deadline = time.monotonic() + 10
+        while ask(DOT_V4) != WWW_A and time.monotonic() < deadline:
+            time.sleep(0.2)
+        yield {"res": res, "net": net, "ask": ask, "sock": sock, "log": log, "dotward": dw}
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for ns in (res, net):
+            sh("ip", "netns", "del", ns, check=False)
+
+
+def ctl(lab, ctl_bin, *args):  # noqa: F811
+    return sh(ctl_bin, "-s", lab["sock"], *args).stdout
+
+
+def stats(lab, ctl_bin):  # noqa: F811
+    return dict(line.split("=", 1) for line in ctl(lab, ctl_bin, "stats").split() if "=" in line)
+
+
+def test_host_mode_intercepts_and_upgrades(lab, ctl_bin):  # noqa: F811
+    ask = lab["ask"]
+    want = {"A": WWW_A, "AAAA": WWW_AAAA}
+    for server in (DOT_V4, PLAIN_V4, DOT_V6, PLAIN_V6):
+        for transport in ("udp", "tcp"):
+            for rdtype in ("A", "AAAA"):
+                got = ask(server, transport, "www.test.", rdtype)
+                assert got == want[rdtype], "%s %s over %s: %r\n%s" % (server, rdtype, transport, got, lab["log"]())
+    st = stats(lab, ctl_bin)
+    assert int(st["queries_udp"]) >= 8 and int(st["queries_tcp"]) >= 8, st
+    # warm-up: each IP visited enough to be probed; then its status settles
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        for server in (DOT_V4, PLAIN_V4, DOT_V6, PLAIN_V6):
+            ask(server)
+        entries = {e["ip"]: e for e in json.loads(ctl(lab, ctl_bin, "dump-probes", "--json"))}
+        st4, st6 = entries.get(DOT_V4, {}).get("status"), entries.get(DOT_V6, {}).get("status")
+        if st4 == "good" and st6 == "good" and entries.get(PLAIN_V4, {}).get("status") == "bad" \
+                and entries.get(PLAIN_V6, {}).get("status") == "bad":
+            break
+        time.sleep(0.3)
+    assert entries[DOT_V4]["status"] == "good" and entries[DOT_V6]["status"] == "good", entries
+    assert entries[PLAIN_V4]["status"] == "bad" and entries[PLAIN_V6]["status"] == "bad", entries
+    assert "refused" in entries[PLAIN_V4]["last_outcome"], entries[PLAIN_V4]
+    # DoT proven: port 53 of the DoT server dropped (and counted) in the servers' namespace
+    nsx(lab["net"], "nft", "-f", "-", input="""
+table inet drop53 {
+  chain in {
+    type filter hook input priority 0; policy accept;
+    ip daddr %s meta l4proto { udp, tcp } th dport 53 counter drop
+    ip6 daddr %s meta l4proto { udp, tcp } th dport 53 counter drop
+  }
+}
+""" % (DOT_V4, DOT_V6))
+    for server in (DOT_V4, DOT_V6):
+        for transport in ("udp", "tcp"):
+            got = ask(server, transport)
+            assert got == WWW_A, "%s over %s with its port 53 dropped: %r\n%s" % (server, transport, got,
+                                                                                   lab["log"]())
+    counters = nsx(lab["net"], "nft", "list", "table", "inet", "drop53").stdout
+    assert "packets 0 " in counters and "packets 1" not in counters, counters
+    st = stats(lab, ctl_bin)
+    assert int(st["dot_answers"]) >= 4, st
