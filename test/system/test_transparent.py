@@ -1,9 +1,12 @@
-"""Transparent mode, host deployment, IPv4 and IPv6: an unmodified client's
-DNS to any server is intercepted (TPROXY) and upgraded per destination IP.
+"""Transparent mode, IPv4 and IPv6: an unmodified client's DNS to any server
+is intercepted (TPROXY) and upgraded per destination IP, in both
+deployments.
 
-Two network namespaces of the test's own, joined by a veth pair, no link to
-the host: `res` (the resolver's host: the client, dotward, the interception
-rules) and `net` (the servers, on documentation addresses). In `net`:
+Network namespaces of the test's own, joined by veth pairs, no link to the
+host, documentation addresses only:
+  host:    `res` (the client, dotward and the interception rules) -- `net`
+  gateway: `lan` (the client) -- `gw` (a router: dotward and the rules) -- `net`
+In `net`, the servers:
   198.51.100.11 / 2001:db8:2::11  NSD with DoT on 853 (and Do53)
   198.51.100.12 / 2001:db8:2::12  NSD, Do53 only (853 refused)
 The client asks those addresses directly, as a recursive resolver would,
@@ -61,7 +64,7 @@ def nsx(ns, *argv, **kw):
     return sh("ip", "netns", "exec", ns, *argv, **kw)
 
 
-RULES = """
+HOST_RULES = """
 table ip dwt4 {
   chain out {
     type route hook output priority mangle; policy accept;
@@ -92,38 +95,83 @@ table ip6 dwt6 {
 }
 """
 
+# A router: DNS that LAN hosts send through it, to any server, goes to dotward.
+GATEWAY_RULES = """
+table inet dwtg {
+  chain pre {
+    type filter hook prerouting priority mangle; policy accept;
+    iifname "%(lan)s" meta nfproto ipv4 udp dport 53 tproxy ip to :%(port)d meta mark set 0x1 accept
+    iifname "%(lan)s" meta nfproto ipv4 tcp dport 53 tproxy ip to :%(port)d meta mark set 0x1 accept
+    iifname "%(lan)s" meta nfproto ipv6 udp dport 53 tproxy ip6 to :%(port)d meta mark set 0x1 accept
+    iifname "%(lan)s" meta nfproto ipv6 tcp dport 53 tproxy ip6 to :%(port)d meta mark set 0x1 accept
+  }
+}
+"""
 
-@pytest.fixture
-def lab(tmp_path):
+
+def veth(tag, a_ns, a_dev, a4, a6, b_ns, b_dev, b4, b6):
+    sh("ip", "link", "add", a_dev, "netns", a_ns, "type", "veth", "peer", "name", b_dev, "netns", b_ns)
+    for ns, dev, v4, v6 in ((a_ns, a_dev, a4, a6), (b_ns, b_dev, b4, b6)):
+        nsx(ns, "ip", "addr", "add", v4, "dev", dev)
+        nsx(ns, "ip", "-6", "addr", "add", v6, "dev", dev, "nodad")
+        nsx(ns, "ip", "link", "set", dev, "up")
+
+
+def policy_route(ns):
+    """What TPROXY needs: marked packets are delivered locally."""
+    nsx(ns, "ip", "rule", "add", "fwmark", "0x1", "lookup", "100")
+    nsx(ns, "ip", "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100")
+    nsx(ns, "ip", "-6", "rule", "add", "fwmark", "0x1", "lookup", "100")
+    nsx(ns, "ip", "-6", "route", "add", "local", "::/0", "dev", "lo", "table", "100")
+
+
+@pytest.fixture(params=["host", "gateway"])
+def lab(request, tmp_path):
     if os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("nsd"):
         pytest.skip("needs root, nft and nsd")
+    mode = request.param
     tag = "%d" % os.getpid()
-    res, net = "dwtr" + tag, "dwtn" + tag
+    net = "dwtn" + tag
+    client = "dwtc" + tag                     # host: the client and dotward; gateway: the client
+    proxy_ns = client if mode == "host" else "dwtg" + tag
+    spaces = [client, net] + ([proxy_ns] if mode == "gateway" else [])
     procs = []
-    for ns in (res, net):
+    for ns in spaces:
         sh("ip", "netns", "add", ns)
     try:
-        sh("ip", "link", "add", "dwa" + tag, "netns", res, "type", "veth", "peer", "name", "dwb" + tag,
-           "netns", net)
-        for ns, dev, v4, v6 in ((res, "dwa" + tag, "192.0.2.1/24", "2001:db8:1::1/64"),
-                                (net, "dwb" + tag, "192.0.2.254/24", "2001:db8:1::fe/64")):
+        for ns in spaces:
             nsx(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0")
             nsx(ns, "ip", "link", "set", "lo", "up")
-            nsx(ns, "ip", "addr", "add", v4, "dev", dev)
-            nsx(ns, "ip", "-6", "addr", "add", v6, "dev", dev, "nodad")
-            nsx(ns, "ip", "link", "set", dev, "up")
         for a in (DOT_V4 + "/32", PLAIN_V4 + "/32"):
             nsx(net, "ip", "addr", "add", a, "dev", "lo")
         for a in (DOT_V6 + "/128", PLAIN_V6 + "/128"):
             nsx(net, "ip", "-6", "addr", "add", a, "dev", "lo")
-        nsx(res, "ip", "route", "add", "198.51.100.0/24", "via", "192.0.2.254")
-        nsx(res, "ip", "-6", "route", "add", "2001:db8:2::/64", "via", "2001:db8:1::fe")
-        # host-mode interception in res: locally generated port-53 traffic, except dotward's own
-        nsx(res, "ip", "rule", "add", "fwmark", "0x1", "lookup", "100")
-        nsx(res, "ip", "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100")
-        nsx(res, "ip", "-6", "rule", "add", "fwmark", "0x1", "lookup", "100")
-        nsx(res, "ip", "-6", "route", "add", "local", "::/0", "dev", "lo", "table", "100")
-        nsx(res, "nft", "-f", "-", input=RULES % {"mark": MARK, "port": TPORT})
+        if mode == "host":
+            veth(tag, client, "dwa" + tag, "192.0.2.1/24", "2001:db8:1::1/64",
+                 net, "dwb" + tag, "192.0.2.254/24", "2001:db8:1::fe/64")
+            nsx(client, "ip", "route", "add", "198.51.100.0/24", "via", "192.0.2.254")
+            nsx(client, "ip", "-6", "route", "add", "2001:db8:2::/64", "via", "2001:db8:1::fe")
+            # locally generated port-53 traffic, except dotward's own (its mark)
+            policy_route(client)
+            nsx(client, "nft", "-f", "-", input=HOST_RULES % {"mark": MARK, "port": TPORT})
+            tlisten = ("127.0.0.1:%d" % TPORT, "[::1]:%d" % TPORT)
+        else:
+            lan = "dwl" + tag
+            veth(tag, client, "dwc" + tag, "192.0.2.2/24", "2001:db8:1::2/64",
+                 proxy_ns, lan, "192.0.2.1/24", "2001:db8:1::1/64")
+            veth(tag, proxy_ns, "dwu" + tag, "203.0.113.1/24", "2001:db8:3::1/64",
+                 net, "dwn" + tag, "203.0.113.254/24", "2001:db8:3::fe/64")
+            nsx(client, "ip", "route", "add", "default", "via", "192.0.2.1")
+            nsx(client, "ip", "-6", "route", "add", "default", "via", "2001:db8:1::1")
+            nsx(proxy_ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+            nsx(proxy_ns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+            nsx(proxy_ns, "ip", "route", "add", "198.51.100.0/24", "via", "203.0.113.254")
+            nsx(proxy_ns, "ip", "-6", "route", "add", "2001:db8:2::/64", "via", "2001:db8:3::fe")
+            nsx(net, "ip", "route", "add", "192.0.2.0/24", "via", "203.0.113.1")
+            nsx(net, "ip", "-6", "route", "add", "2001:db8:1::/64", "via", "2001:db8:3::1")
+            policy_route(proxy_ns)
+            nsx(proxy_ns, "nft", "-f", "-", input=GATEWAY_RULES % {"lan": lan, "port": TPORT})
+            tlisten = ("0.0.0.0:%d" % TPORT, "[::]:%d" % TPORT)
 
         d = str(tmp_path)
         key, cert = make_cert(d)
@@ -154,15 +202,15 @@ def lab(tmp_path):
         conf = os.path.join(d, "dotward.conf")
         with open(conf, "w") as f:
             f.write("[server]\nlisten = 127.0.0.1:5353\ncontrol-socket = %s\n[forward]\nupstream = 127.0.0.1:9\n"
-                    "resolv-conf = %s\n[probe]\nprobe-on-start = no\n[transparent]\nlisten = 127.0.0.1:%d\n"
-                    "listen = [::1]:%d\nmark = %d\n" % (sock, rc, TPORT, TPORT, MARK))
+                    "resolv-conf = %s\n[probe]\nprobe-on-start = no\n[transparent]\nlisten = %s\n"
+                    "listen = %s\nmark = %d\n" % (sock, rc, tlisten[0], tlisten[1], MARK))
         err = open(os.path.join(d, "dotward.err"), "w")
-        dw = subprocess.Popen(["ip", "netns", "exec", res, os.environ.get("DOTWARD_BIN", "build/dotward"),
+        dw = subprocess.Popen(["ip", "netns", "exec", proxy_ns, os.environ.get("DOTWARD_BIN", "build/dotward"),
                                "-c", conf], stdout=subprocess.DEVNULL, stderr=err)
         procs.append(dw)
 
         def ask(server, transport="udp", name="www.test.", rdtype="A"):
-            return nsx(res, sys.executable, "-c", CLIENT, server, transport, name, rdtype).stdout.strip()
+            return nsx(client, sys.executable, "-c", CLIENT, server, transport, name, rdtype).stdout.strip()
 
         def log():
             with open(os.path.join(d, "dotward.err")) as f:
@@ -171,7 +219,7 @@ def lab(tmp_path):
         deadline = time.monotonic() + 10
         while ask(DOT_V4) != WWW_A and time.monotonic() < deadline:
             time.sleep(0.2)
-        yield {"res": res, "net": net, "ask": ask, "sock": sock, "log": log, "dotward": dw}
+        yield {"net": net, "ask": ask, "sock": sock, "log": log, "dotward": dw, "mode": mode}
     finally:
         for p in procs:
             p.terminate()
@@ -180,7 +228,7 @@ def lab(tmp_path):
                 p.wait(5)
             except subprocess.TimeoutExpired:
                 p.kill()
-        for ns in (res, net):
+        for ns in spaces:
             sh("ip", "netns", "del", ns, check=False)
 
 
@@ -192,7 +240,7 @@ def stats(lab, ctl_bin):  # noqa: F811
     return dict(line.split("=", 1) for line in ctl(lab, ctl_bin, "stats").split() if "=" in line)
 
 
-def test_host_mode_intercepts_and_upgrades(lab, ctl_bin):  # noqa: F811
+def test_intercepts_and_upgrades(lab, ctl_bin):  # noqa: F811
     ask = lab["ask"]
     want = {"A": WWW_A, "AAAA": WWW_AAAA}
     for server in (DOT_V4, PLAIN_V4, DOT_V6, PLAIN_V6):
