@@ -26,6 +26,7 @@
 #include "proxy/health.h"
 #include "proxy/listener.h"
 #include "proxy/proxy.h"
+#include "proxy/stats.h"
 #include "proxy/route.h"
 #include "proxy/view.h"
 #include "version.h"
@@ -402,6 +403,9 @@ static int cmd_status(struct control *c, struct control_client *cl, int argc, ch
     fprintf(out, "log-level: %s\n", log_level_str(log_get_level()));
     fprintf(out, "state: %s\n", px->draining ? "draining" : "running");
     fprintf(out, "queries-in-flight: %u\ntcp-clients: %u\n", proxy_inflight(px), proxy_tcp_clients(px));
+    char privacy[256];
+    stats_format_privacy(&px->stats, privacy, sizeof privacy);
+    fprintf(out, "%s\n", privacy);
     fprintf(out, "dot: on, %zu entries (good %zu, bad %zu, busy %zu, unknown %zu), %u probes running, "
                  "%u queued\n",
             probe_table_size(t), probe_table_count(t, PROBE_GOOD), probe_table_count(t, PROBE_BAD),

@@ -340,6 +340,8 @@ void proxy_log_stats(const struct proxy *px)
     char buf[2048];
     stats_format(&px->stats, buf, sizeof buf);
     log_notice("stats: %s", buf);
+    stats_format_privacy(&px->stats, buf, sizeof buf);
+    log_notice("%s", buf);
 }
 
 void proxy_adopt_dot(struct proxy *px, const struct net_addr *ip, struct tls_profile *tls, int fd,

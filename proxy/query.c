@@ -45,6 +45,7 @@ struct query {
     bool want_tcp;                   /* TCP client, or the upstream said TC */
     bool verbatim;                   /* signed, or another opcode: forwarded byte for byte */
     bool plain_udp;                  /* another opcode from a UDP client: over UDP, as it came */
+    bool good;                       /* the first try went over DoT: counted for the privacy share */
     const struct route_server *dot_failed; /* DoT failed to it: Do53 only, for this query */
     /* The latest try is over DoT and outlived its RTO: the query waits on
      * its live connection, asks other servers over DoT only, and at
@@ -420,7 +421,12 @@ static void query_next_try(struct query *q)
             q->tried |= 1u << idx;
             srv = q->zone->servers[idx];
         }
-        if (start_try(q, srv, choose_path(q, srv, now), now) == 0)
+        enum try_kind kind = choose_path(q, srv, now);
+        if (q->n_tries == 0 && kind == TRY_DOT && !q->good) {
+            q->good = true;
+            q->pool->env.stats->good_queries++;
+        }
+        if (start_try(q, srv, kind, now) == 0)
             return;
         if (q->fixed)
             break; /* a local shortage: the same server again would fail too */
@@ -597,6 +603,11 @@ static void on_answer(void *arg, struct treq *r, uint8_t *msg, size_t len, const
         }
     }
     st->answered++;
+    if (t->via == TRY_DOT) {
+        st->answered_dot++;
+        if (q->good)
+            st->good_queries_dot++;
+    }
     st->rcodes[WIRE_RCODE(wm->flags)]++;
     client_send(&q->client, msg, len);
     query_finish(q);

@@ -34,3 +34,17 @@ void stats_latency_add(struct stats *s, enum stats_transport t, double seconds)
     l->count++;
     l->sum += seconds;
 }
+
+static double share(uint64_t part, uint64_t whole)
+{
+    return whole ? 100.0 * (double)part / (double)whole : 0.0;
+}
+
+void stats_format_privacy(const struct stats *s, char *buf, size_t bufsz)
+{
+    snprintf(buf, bufsz,
+             "privacy: %.1f%% of queries to servers known to speak DoT went over DoT (%" PRIu64 " of %" PRIu64
+             "), %.1f%% of all answered (%" PRIu64 " of %" PRIu64 ")",
+             share(s->good_queries_dot, s->good_queries), s->good_queries_dot, s->good_queries,
+             share(s->answered_dot, s->answered), s->answered_dot, s->answered);
+}

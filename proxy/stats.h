@@ -10,6 +10,9 @@
     X(queries_udp)          /* client queries received over UDP */ \
     X(queries_tcp)          /* client queries received over TCP */ \
     X(answered)             /* answers relayed from an upstream */ \
+    X(answered_dot)         /* ... that came over DoT */ \
+    X(good_queries)         /* queries whose first server was known to speak DoT (Good or strict) */ \
+    X(good_queries_dot)     /* ... answered over DoT: the privacy actually had */ \
     X(servfail)             /* SERVFAIL made by dotward (deadline, no upstream) */ \
     X(refused_acl)          /* REFUSED: source not in allow */ \
     X(dropped_acl)          /* dropped: source not in allow, refused-action = drop */ \
@@ -74,5 +77,8 @@ void stats_latency_add(struct stats *s, enum stats_transport t, double seconds);
 
 /* "name=value name=value ..." on one line. */
 void stats_format(const struct stats *s, char *buf, size_t bufsz);
+/* "privacy: 99.5% of queries to servers known to speak DoT went over DoT
+ * (2000 of 2010), 80.0% of all answered (...)" on one line. */
+void stats_format_privacy(const struct stats *s, char *buf, size_t bufsz);
 
 #endif

@@ -279,6 +279,16 @@ table inet drop53 {
             got = ask(server, transport)
             assert got == WWW_A, "%s over %s with its port 53 dropped: %r\n%s" % (server, transport, got,
                                                                                    lab["log"]())
+    # the privacy share, measured: every query to a Good IP after warm-up went over DoT
+    s1 = stats(lab, ctl_bin)
+    for i in range(10):
+        for server in (DOT_V4, DOT_V6):
+            assert ask(server, "udp", "www.test.") == WWW_A
+    s2 = stats(lab, ctl_bin)
+    good = int(s2["good_queries"]) - int(s1["good_queries"])
+    good_dot = int(s2["good_queries_dot"]) - int(s1["good_queries_dot"])
+    assert good == 20 and good_dot == 20, (good, good_dot)
+    assert "went over DoT" in ctl(lab, ctl_bin, "status")
     counters = nsx(lab["net"], "nft", "list", "table", "inet", "drop53").stdout
     assert "packets 0 " in counters and "packets 1" not in counters, counters
     st = stats(lab, ctl_bin)
