@@ -330,11 +330,21 @@ static bool opportunistic_dot(struct probe_table *probes, const char *zone, cons
 /* The path selector: DoT for strict servers and for Good IPs, else Do53
  * over the client's transport. */
 /* The name the probe table files an IP under: its zone, or for an
- * intercepted query (no zone known) the question that brought it in. */
+ * intercepted query (no zone known) the last two labels of the question
+ * that brought it in ("example.org."): a name an operator recognises, and
+ * short and shared among the IPs of one domain, so that the table's string
+ * pool stays small at Internet scale. */
 static const char *visit_zone(const struct route_zone *zone, const uint8_t *msg, const struct wire_msg *wm,
                               char *buf, size_t bufsz)
 {
-    return zone ? zone->text : wire_name_str(msg + wm->qname_off, wm->qname_len, buf, bufsz);
+    if (zone)
+        return zone->text;
+    const uint8_t *name = msg + wm->qname_off;
+    size_t offs[WIRE_MAX_NAME / 2 + 1], n = 0;
+    for (size_t i = 0; i < wm->qname_len && name[i] != 0; i += 1u + name[i])
+        offs[n++] = i;
+    size_t from = n > 2 ? offs[n - 2] : 0;
+    return wire_name_str(name + from, wm->qname_len - from, buf, bufsz);
 }
 
 static enum try_kind choose_path(struct query *q, struct route_server *srv, double now)

@@ -264,6 +264,8 @@ def test_intercepts_and_upgrades(lab, ctl_bin):  # noqa: F811
     assert entries[DOT_V4]["status"] == "good" and entries[DOT_V6]["status"] == "good", entries
     assert entries[PLAIN_V4]["status"] == "bad" and entries[PLAIN_V6]["status"] == "bad", entries
     assert "refused" in entries[PLAIN_V4]["last_outcome"], entries[PLAIN_V4]
+    # filed under the question that brought each IP in (its last two labels)
+    assert entries[DOT_V4]["domain"] == "www.test.", entries[DOT_V4]
     # DoT proven: port 53 of the DoT server dropped (and counted) in the servers' namespace
     nsx(lab["net"], "nft", "-f", "-", input="""
 table inet drop53 {
