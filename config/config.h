@@ -45,6 +45,7 @@ struct config {
     struct net_addr *transparent_listen; size_t n_transparent_listen; /* TPROXY targets; none: off */
     unsigned transparent_mark;                       /* SO_MARK on upstream sockets; 0: none */
     unsigned transparent_max_entries;                /* probe/health table size while intercepting */
+    unsigned max_dot_connections;                    /* DoT connections at most while intercepting */
     struct net_prefix *allow; size_t n_allow;        /* default 127.0.0.0/8, ::1/128 */
     enum config_acl_action acl_action;               /* refused-action = refuse|drop */
     enum config_dot_fallback dot_fallback;           /* dot-fallback = availability|privacy */

@@ -20,7 +20,7 @@ struct conns {
     struct stream_env env;          /* what every stream sees; closed/arg are ours */
     const struct stream_env *outer; /* the owner's hooks, called through ours */
     struct stream_env outer_copy;
-    unsigned max_conns;
+    unsigned max_conns, max_dot;
     unsigned n_open[2];
     struct stream *buckets[NBUCKETS];
     struct stream **dead;           /* freed by `reap` */
@@ -106,6 +106,7 @@ static void session_put_cb(void *arg, const struct net_addr *ip, struct tls_sess
 void conns_set_opts(struct conns *c, const struct conns_opts *o)
 {
     c->max_conns = o->max_conns ? o->max_conns : 1;
+    c->max_dot = o->max_dot && o->max_dot < c->max_conns ? o->max_dot : c->max_conns;
     c->env.idle = o->idle;
     c->env.setup = o->setup;
     c->env.edns_size = o->edns_size;
@@ -147,15 +148,17 @@ void conns_free(struct conns *c)
     free(c);
 }
 
-/* At the cap: closes one idle connection, the first found (they are all
- * equally idle as far as requests go). Returns 0 if there is room now. */
-static int make_room(struct conns *c)
+/* At a cap (all connections, or DoT ones for a DoT connection): closes one
+ * idle connection that frees it, the first found (they are all equally
+ * idle as far as requests go). Returns 0 if there is room now. */
+static int make_room(struct conns *c, enum stream_kind kind)
 {
-    if (c->n_open[0] + c->n_open[1] < c->max_conns)
+    bool dot_full = kind == STREAM_DOT && c->n_open[STREAM_DOT] >= c->max_dot;
+    if (!dot_full && c->n_open[0] + c->n_open[1] < c->max_conns)
         return 0;
     for (size_t b = 0; b < NBUCKETS; b++)
         for (struct stream *s = c->buckets[b]; s; s = stream_link(s)->next)
-            if (stream_inflight(s) == 0) {
+            if (stream_inflight(s) == 0 && (!dot_full || stream_kind(s) == STREAM_DOT)) {
                 stream_abort(s, PROBE_CLOSED_CLEAN, "closed to make room for another connection");
                 return 0;
             }
@@ -165,7 +168,7 @@ static int make_room(struct conns *c)
 static struct stream *add_stream(struct conns *c, const struct net_addr *a, enum stream_kind kind,
                                  struct tls_profile *p, uint32_t h)
 {
-    if (make_room(c) < 0) {
+    if (make_room(c, kind) < 0) {
         c->env.stats->upstream_conn_limit++;
         return NULL;
     }

@@ -24,6 +24,7 @@ struct conns;
 
 struct conns_opts {
     unsigned max_conns;
+    unsigned max_dot;       /* DoT connections at most (within max_conns) */
     double idle, setup;
     uint16_t edns_size;
     unsigned mark;

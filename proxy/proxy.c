@@ -167,8 +167,10 @@ static void apply_settings(struct proxy *px, const struct config *cfg)
     unsigned mark = config_upstream_mark(cfg);
     struct udp_pool_opts uo = { .sockets = cfg->udp_sockets, .socket_uses = cfg->udp_socket_uses,
                                 .edns_size = (uint16_t)cfg->edns_buffer_size, .mark = mark };
-    struct conns_opts co = { .max_conns = cfg->max_upstream_connections, .idle = cfg->upstream_tcp_idle,
-                             .setup = cfg->timeout, .edns_size = (uint16_t)cfg->edns_buffer_size, .mark = mark };
+    struct conns_opts co = { .max_conns = cfg->max_upstream_connections,
+                             .max_dot = cfg->n_transparent_listen ? cfg->max_dot_connections : 0,
+                             .idle = cfg->upstream_tcp_idle, .setup = cfg->timeout,
+                             .edns_size = (uint16_t)cfg->edns_buffer_size, .mark = mark };
     struct tcp_clients_opts to;
     tcp_opts(cfg, &to);
     udp_pool_set_opts(px->udp, &uo);

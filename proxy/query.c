@@ -438,6 +438,13 @@ static void query_next_try(struct query *q)
         }
         if (start_try(q, srv, kind, now) == 0)
             return;
+        /* No DoT connection to be had (a cap): an opportunistic server is
+         * asked over Do53 rather than not at all. */
+        if (kind == TRY_DOT && srv->tls == SERVER_TLS_OPPORTUNISTIC &&
+            start_try(q, srv, q->want_tcp ? TRY_TCP : TRY_UDP, now) == 0) {
+            q->pool->env.stats->fallback_conn_limit++;
+            return;
+        }
         if (q->fixed)
             break; /* a local shortage: the same server again would fail too */
     }

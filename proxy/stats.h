@@ -30,6 +30,7 @@
     X(fallback_closed)      /* DoT -> Do53 re-sends: server closed the connection */ \
     X(fallback_bad_answer)  /* DoT -> Do53 re-sends: garbage on the connection */ \
     X(fallback_reset)       /* DoT -> Do53 re-sends: the connection was reset or a read failed */ \
+    X(fallback_conn_limit)  /* DoT -> Do53 at once: no DoT connection could be opened (a cap reached) */ \
     X(strict_failures)      /* tries to strict upstreams that failed (no fallback) */ \
     X(dot_connections)      /* DoT connections opened (handshake done) */ \
     X(dot_resumed)          /* ... of which resumed a TLS session */ \
