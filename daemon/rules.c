@@ -208,11 +208,11 @@ static void print_routing(const struct rules_opts *o, const struct targets *t, F
             RULES_ROUTE_MARK);
     if (t->v4)
         fprintf(out, "# setup: ip rule add fwmark 0x%x lookup %d\n"
-                     "# setup: ip route add local 0.0.0.0/0 dev lo table %d\n",
+                     "# setup: ip route replace local 0.0.0.0/0 dev lo table %d\n",
                 RULES_ROUTE_MARK, RULES_TABLE, RULES_TABLE);
     if (t->v6)
         fprintf(out, "# setup: ip -6 rule add fwmark 0x%x lookup %d\n"
-                     "# setup: ip -6 route add local ::/0 dev lo table %d\n",
+                     "# setup: ip -6 route replace local ::/0 dev lo table %d\n",
                 RULES_ROUTE_MARK, RULES_TABLE, RULES_TABLE);
     fprintf(out, "#   e.g. sed -n 's/^# setup: //p' rules.nft | sh\n");
     if (o->mode == RULES_GATEWAY)

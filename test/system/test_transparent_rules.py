@@ -55,15 +55,16 @@ while True:
             s.sendto(answer(q), peer)
             continue
         c, peer = s.accept()
-        c.settimeout(2)
+        c.settimeout(3)
         try:
-            n = struct.unpack("!H", c.recv(2))[0]
-            q = b""
-            while len(q) < n:
-                q += c.recv(n - len(q))
-            print("tcp", peer[0], flush=True)
-            a = answer(q)
-            c.sendall(struct.pack("!H", len(a)) + a)
+            while True:   # every query on the connection, until the client closes it
+                n = struct.unpack("!H", c.recv(2))[0]
+                q = b""
+                while len(q) < n:
+                    q += c.recv(n - len(q))
+                print("tcp", peer[0], flush=True)
+                a = answer(q)
+                c.sendall(struct.pack("!H", len(a)) + a)
         except (OSError, struct.error):
             pass
         c.close()
@@ -328,7 +329,7 @@ def test_printed_rulesets_pass_nft_check(dotward_bin, tmp_path, conf, args):
     finally:
         dotlab.delete_ns(ns)
     has = {"4": re.search(r"^listen = \d", conf, re.M) is not None, "6": "listen = [" in conf}
-    for fam, route in (("4", "ip route add local 0.0.0.0/0"), ("6", "ip -6 route add local ::/0")):
+    for fam, route in (("4", "ip route replace local 0.0.0.0/0"), ("6", "ip -6 route replace local ::/0")):
         assert (("# setup: " + route) in p.stdout) == has[fam], p.stdout
 
 
@@ -356,3 +357,64 @@ def test_print_rules_refuses_with_status_2(dotward_bin, tmp_path, args, conf, me
 def test_rules_flags_need_print_rules(dotward_bin, tmp_path):
     p = harness.run_dotward(dotward_bin, ["--check-config", "--rules-fail-open"], tmp_path)
     assert p.returncode == 2 and "go with --print-rules" in p.stderr
+
+
+# One TCP connection, two queries 1.5 s apart; prints what each got.
+SLOW_CLIENT = r"""
+import socket, struct, sys, time
+q = struct.pack("!6H", 0x5151, 0x0100, 1, 0, 0, 0) + b"\x03www\x04test\x00" + struct.pack("!HH", 1, 1)
+s = socket.create_connection((sys.argv[1], 53), timeout=2)
+for i in range(2):
+    if i:
+        time.sleep(1.5)
+    try:
+        s.sendall(struct.pack("!H", len(q)) + q)
+        a = s.recv(4096)[2:]
+        print("answer" if a[:2] == q[:2] else "bad answer", flush=True)
+    except OSError as e:
+        print("error", e, flush=True)
+"""
+
+
+def test_gateway_fail_open_keeps_a_connection_made_while_dotward_was_down(lab, dotward_bin, tmp_path):
+    """Only new TCP connections go to tproxy: one opened while nobody
+    listened carries on to its server after the listener comes up, instead
+    of being reset by it."""
+    p = print_rules(dotward_bin, tmp_path, ["gateway", "--rules-iface", "lan0", "--rules-fail-open"])
+    assert p.returncode == 0, p.stderr
+    lab.load(p.stdout)
+    seen = len(lab.lines(lab.responder_log))
+    out = tmp_path / "slow.out"
+    with open(str(out), "w") as f:
+        c = subprocess.Popen(["ip", "netns", "exec", lab.res, sys.executable, "-c", SLOW_CLIENT, SERVERS["4"]],
+                             stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        assert harness.wait_until(lambda: "answer" in harness.read_text(str(out)), cap=3), harness.read_text(str(out))
+        listener = lab.start(lab.gw, "listener", LISTENER, "127.0.0.1@5301", "::1@5301")
+        c.wait(5)
+    finally:
+        if c.poll() is None:
+            c.kill()
+            c.wait(3)
+    assert harness.read_text(str(out)).split() == ["answer", "answer"], harness.read_text(str(out))
+    assert lab.lines(listener) == []
+    assert lab.lines(lab.responder_log)[seen:] == ["tcp 192.0.2.1"] * 2
+    # A new connection now goes to the listener.
+    lab.ask(lab.res)
+    assert "tcp " + SERVERS["4"] in lab.lines(listener)
+
+
+def test_host_rules_uid_intercept_only_that_user(lab, dotward_bin, tmp_path):
+    """--rules-uid nobody: root's queries (the client runs as root) are not
+    intercepted, so with fail-closed rules and no listener they are still
+    answered by the server."""
+    p = print_rules(dotward_bin, tmp_path, ["host", "--rules-uid", "65534"])
+    assert p.returncode == 0, p.stderr
+    lab.load(p.stdout)
+    seen = len(lab.lines(lab.responder_log))
+    assert lab.ask(lab.gw) == ALL_ANSWERED
+    assert len(lab.lines(lab.responder_log)) == seen + 4
+    p = print_rules(dotward_bin, tmp_path, ["host", "--rules-uid", "0"])
+    lab.load(p.stdout)
+    assert all(v != "answer" for v in lab.ask(lab.gw).values())
+    assert len(lab.lines(lab.responder_log)) == seen + 4
