@@ -8,6 +8,7 @@
 
 #include "config/config.h"
 #include "daemon/daemon.h"
+#include "daemon/rules.h"
 #include "lib/log.h"
 #include "version.h"
 
@@ -19,6 +20,8 @@ struct app {
     struct config_overrides ov;
     const char *listen_args[MAX_ARGS];
     const char *upstream_args[MAX_ARGS];
+    const char *print_rules;  /* --print-rules MODE; NULL: run */
+    struct rules_opts rules;
     struct daemon d;
     ev_signal sig_term, sig_int, sig_hup, sig_usr1;
 };
@@ -40,6 +43,14 @@ static void usage(FILE *out)
             "                             serve Prometheus /metrics and /health over HTTP\n"
             "      --check-config         validate, print the effective configuration, exit\n"
             "      --example-config       print every option with its default and help, exit\n"
+            "      --print-rules host|gateway\n"
+            "                             print the nftables ruleset and policy routing that\n"
+            "                             send DNS to the [transparent] listen addresses, exit\n"
+            "      --rules-iface IFNAME   gateway: a LAN interface whose DNS is intercepted\n"
+            "                             (repeatable; required)\n"
+            "      --rules-uid USER       host: intercept only USER's DNS\n"
+            "      --rules-fail-open      gateway: while dotward is down, DNS goes to its\n"
+            "                             servers directly (default: dropped)\n"
             "  -v, --verbose              more logging (repeatable)\n"
             "      --version              print the version and exit\n"
             "  -h, --help                 this text\n"
@@ -68,7 +79,8 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 static int parse_args(struct app *app, int argc, char **argv, bool *check_only)
 {
-    enum { OPT_RESOLV_CONF = 256, OPT_CHECK, OPT_EXAMPLE, OPT_VERSION, OPT_CONTROL, OPT_STATE_FILE, OPT_METRICS };
+    enum { OPT_RESOLV_CONF = 256, OPT_CHECK, OPT_EXAMPLE, OPT_VERSION, OPT_CONTROL, OPT_STATE_FILE, OPT_METRICS,
+           OPT_PRINT_RULES, OPT_RULES_IFACE, OPT_RULES_UID, OPT_RULES_FAIL_OPEN };
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
         { "listen", required_argument, NULL, 'l' },
@@ -79,6 +91,10 @@ static int parse_args(struct app *app, int argc, char **argv, bool *check_only)
         { "control", required_argument, NULL, OPT_CONTROL },
         { "state-file", required_argument, NULL, OPT_STATE_FILE },
         { "metrics-listen", required_argument, NULL, OPT_METRICS },
+        { "print-rules", required_argument, NULL, OPT_PRINT_RULES },
+        { "rules-iface", required_argument, NULL, OPT_RULES_IFACE },
+        { "rules-uid", required_argument, NULL, OPT_RULES_UID },
+        { "rules-fail-open", no_argument, NULL, OPT_RULES_FAIL_OPEN },
         { "verbose", no_argument, NULL, 'v' },
         { "version", no_argument, NULL, OPT_VERSION },
         { "help", no_argument, NULL, 'h' },
@@ -119,6 +135,26 @@ static int parse_args(struct app *app, int argc, char **argv, bool *check_only)
         case OPT_METRICS:
             app->ov.metrics_listen = optarg;
             break;
+        case OPT_PRINT_RULES:
+            if (rules_parse_mode(optarg, &app->rules.mode) != 0) {
+                fprintf(stderr, "command line: --print-rules '%s': the mode is host or gateway\n", optarg);
+                return EXIT_CONFIG;
+            }
+            app->print_rules = optarg;
+            break;
+        case OPT_RULES_IFACE:
+            if (app->rules.n_ifaces == RULES_MAX_IFACES) {
+                fprintf(stderr, "command line: too many --rules-iface (max %d)\n", RULES_MAX_IFACES);
+                return EXIT_CONFIG;
+            }
+            app->rules.ifaces[app->rules.n_ifaces++] = optarg;
+            break;
+        case OPT_RULES_UID:
+            app->rules.uid = optarg;
+            break;
+        case OPT_RULES_FAIL_OPEN:
+            app->rules.fail_open = true;
+            break;
         case 'v':
             app->ov.verbose++;
             break;
@@ -135,6 +171,10 @@ static int parse_args(struct app *app, int argc, char **argv, bool *check_only)
             usage(stderr);
             return EXIT_CONFIG;
         }
+    }
+    if (!app->print_rules && (app->rules.n_ifaces || app->rules.uid || app->rules.fail_open)) {
+        fprintf(stderr, "command line: --rules-iface, --rules-uid and --rules-fail-open go with --print-rules\n");
+        return EXIT_CONFIG;
     }
     if (optind < argc) {
         fprintf(stderr, "command line: unexpected argument '%s'\n", argv[optind]);
@@ -156,6 +196,12 @@ int main(int argc, char **argv)
     struct config *cfg = config_load(app.config_path, &app.ov, stderr);
     if (!cfg)
         return EXIT_CONFIG;
+    if (app.print_rules) {
+        /* Only the ruleset goes to stdout, so that it can be redirected to a file. */
+        r = rules_print(cfg, &app.rules, app.config_path, stdout, stderr);
+        config_free(cfg);
+        return r;
+    }
     if (check_only) {
         config_dump(cfg, stdout);
         config_free(cfg);

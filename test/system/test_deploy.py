@@ -623,16 +623,22 @@ def roff_items(body):
 
 
 def example_defaults():
-    """{key: [default values]} from config/dotward.conf.example."""
-    out = {}
-    for k, v in re.findall(r"^([a-z][a-z0-9-]*) =\s?(.*)$", read(os.path.join(REPO, "config", "dotward.conf.example")),
-                           re.M):
-        out.setdefault(k, []).append(v.strip())
+    """{(section, key): [default values]} from config/dotward.conf.example
+    (a key such as listen or max-entries is in more than one section)."""
+    out, sec = {}, None
+    for line in read(os.path.join(REPO, "config", "dotward.conf.example")).splitlines():
+        m = re.match(r"^\[([a-z]+)\]$", line)
+        if m:
+            sec = m.group(1)
+            continue
+        m = re.match(r"^([a-z][a-z0-9-]*) =\s?(.*)$", line)
+        if m:
+            out.setdefault((sec, m.group(1)), []).append(m.group(2).strip())
     return out
 
 
 def test_conf_page_documents_every_option():
-    opts = re.findall(r'CONFIG_\w+\(\s*(SERVER|FORWARD|PROBE),\s*"([a-z0-9-]+)"',
+    opts = re.findall(r'CONFIG_\w+\(\s*(SERVER|FORWARD|PROBE|TRANSPARENT),\s*"([a-z0-9-]+)"',
                       read(os.path.join(REPO, "config", "options.def")))
     assert len(opts) > 25
     sections = roff_sections(read(os.path.join(DOCS, "dotward.conf.5")))
@@ -643,7 +649,7 @@ def test_conf_page_documents_every_option():
         items = roff_items(body)
         assert key in items, "dotward.conf.5 does not document %s in [%s]" % (key, sec.lower())
         para = items[key]
-        for d in defaults.get(key, []):
+        for d in defaults.get((sec.lower(), key), []):
             if d == "":
                 assert re.search(r"Default: (empty|none)", para), "%s: default (empty) not stated" % key
             else:
