@@ -411,6 +411,9 @@ static int cmd_status(struct control *c, struct control_client *cl, int argc, ch
             probe_table_size(t), probe_table_count(t, PROBE_GOOD), probe_table_count(t, PROBE_BAD),
             probe_table_count(t, PROBE_BUSY), probe_table_count(t, PROBE_UNKNOWN), probe_table_running(t),
             probe_table_queued(t));
+    fprintf(out, "tables: probe %zu entries (%" PRIu64 " evicted), health %zu (%" PRIu64 " evicted)\n",
+            probe_table_size(t), probe_table_evictions(t), health_table_size(px->health),
+            health_table_evictions(px->health));
     for (size_t i = 0; i < px->n_listeners; i++)
         fprintf(out, "listener: %s %s\n", net_addr_str(&px->listeners[i]->addr, buf, sizeof buf),
                 px->listeners[i]->tcp ? "tcp" : "udp");

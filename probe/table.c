@@ -77,6 +77,7 @@ struct probe_table {
     /* The probe FIFO: queued entries, oldest at ring[ring_head]. */
     struct probe_entry **ring;
     unsigned ring_cap, ring_head, queued, running;
+    uint64_t evictions;             /* entries evicted to stay within max_entries */
     const struct probe_sched *ops;
     void *ops_arg;
     double last_now;  /* for starts triggered by forget(), which has no clock */
@@ -697,6 +698,7 @@ static uint32_t entry_create(struct probe_table *t, const struct probe_key *k, c
         if (v == NIL)
             return NIL;
         entry_remove(t, slot(t, v));
+        t->evictions++;
     }
     const char *z = zone && *zone ? zone : ".";
     uint32_t zid = pool_intern(&t->pool, t->seed, z, strlen(z));
@@ -1064,6 +1066,7 @@ const struct probe_entry *probe_table_next(const struct probe_table *t, const st
 }
 
 size_t probe_table_size(const struct probe_table *t) { return t->size; }
+uint64_t probe_table_evictions(const struct probe_table *t) { return t->evictions; }
 
 size_t probe_table_count(const struct probe_table *t, enum probe_status s)
 {

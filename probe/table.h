@@ -204,6 +204,8 @@ size_t probe_table_size(const struct probe_table *t);
 size_t probe_table_count(const struct probe_table *t, enum probe_status s);
 unsigned probe_table_running(const struct probe_table *t);
 unsigned probe_table_queued(const struct probe_table *t);
+/* Entries evicted (least recently visited) to stay within max_entries. */
+uint64_t probe_table_evictions(const struct probe_table *t);
 /* Sum of every entry's counters, including entries since evicted or forgotten. */
 const struct probe_counters *probe_table_totals(const struct probe_table *t);
 /* Distinct zone and reason strings in the pool; their text bytes in *bytes (may be NULL). */

@@ -23,6 +23,7 @@ struct health_table {
     struct health **buckets;
     size_t nbuckets;            /* power of two */
     size_t size, pinned;
+    uint64_t evictions;
     struct health *lru_head, *lru_tail;   /* unpinned entries, most recent first */
     struct chunk *chunks;
     struct health *free_list;             /* through hnext */
@@ -83,6 +84,7 @@ void health_table_free(struct health_table *t)
 }
 
 size_t health_table_size(const struct health_table *t) { return t->size; }
+uint64_t health_table_evictions(const struct health_table *t) { return t->evictions; }
 
 static size_t bucket(const struct health_table *t, const struct ip_key *k, uint16_t port)
 {
@@ -144,8 +146,10 @@ static void remove_entry(struct health_table *t, struct health *h)
 
 static void evict(struct health_table *t)
 {
-    while (t->size - t->pinned > t->max && t->lru_tail)
+    while (t->size - t->pinned > t->max && t->lru_tail) {
         remove_entry(t, t->lru_tail);
+        t->evictions++;
+    }
 }
 
 void health_table_set_max(struct health_table *t, unsigned max)

@@ -49,6 +49,8 @@ struct health_table *health_table_new(unsigned max, uint32_t seed);
 void health_table_free(struct health_table *t);
 void health_table_set_max(struct health_table *t, unsigned max);
 size_t health_table_size(const struct health_table *t);
+/* Entries evicted to keep the table within its size, since it was made. */
+uint64_t health_table_evictions(const struct health_table *t);
 
 /* The entry of `a`, created if needed (and made most recently used).
  * NULL on no memory or a non-IP address. */
