@@ -10,6 +10,9 @@
 #include "proxy/tls_profile.h"
 
 #define TARGET_BUCKETS 1024
+/* A resolver that cycles through more servers than the idle cache holds
+ * makes a server per query: reuse the memory rather than allocate. */
+#define TARGET_SPARE 64
 
 struct target {
     struct route_server srv;         /* first: released() gets it back */
@@ -21,8 +24,10 @@ struct target {
 
 struct targets {
     struct health_table *health;
-    struct tls_profile *profile;     /* a reference */
+    struct tls_profile *profile;     /* a reference; its servers borrow it */
     unsigned idle_max, n, n_idle;
+    struct target *spare;            /* freed entries kept for reuse (through hnext) */
+    unsigned n_spare;
     uint32_t seed;
     struct target *idle_head, *idle_tail; /* most recently released first */
     struct target *buckets[TARGET_BUCKETS];
@@ -70,9 +75,14 @@ static void destroy(struct targets *t, struct target *x)
         pp = &(*pp)->hnext;
     *pp = x->hnext;
     health_unpin(t->health, x->srv.health);
-    tls_profile_unref(x->srv.profile);
     t->n--;
-    free(x);
+    if (t->n_spare < TARGET_SPARE) {
+        x->hnext = t->spare;
+        t->spare = x;
+        t->n_spare++;
+    } else {
+        free(x);
+    }
 }
 
 static void released(void *arg, struct route_server *s)
@@ -108,17 +118,24 @@ struct route_server *targets_get(struct targets *t, const struct net_addr *to)
             return &x->srv;
         }
     }
-    struct target *x = calloc(1, sizeof *x);
-    if (!x)
+    struct target *x = t->spare;
+    if (x) {
+        t->spare = x->hnext;
+        t->n_spare--;
+        memset(x, 0, sizeof *x);
+    } else if (!(x = calloc(1, sizeof *x))) {
         return NULL;
+    }
     if (!(x->srv.health = health_pin(t->health, to))) {
         free(x);
         return NULL;
     }
     x->srv.addr = *to;
-    net_addr_str(to, x->srv.name, sizeof x->srv.name);
+    /* No name: formatting an address per query is the dearest part of a
+     * new server, and only the control socket's listing of configured
+     * servers shows names (logs of intercepted servers print the address). */
     x->srv.tls = SERVER_TLS_OPPORTUNISTIC;
-    x->srv.profile = tls_profile_ref(t->profile);
+    x->srv.profile = t->profile;
     x->srv.rd = false; /* the resolver asks authoritative servers */
     x->srv.released = released;
     x->srv.released_arg = t;
@@ -139,6 +156,11 @@ void targets_free(struct targets *t)
         struct target *x = t->idle_head;
         idle_unlink(t, x);
         destroy(t, x);
+    }
+    while (t->spare) {
+        struct target *x = t->spare;
+        t->spare = x->hnext;
+        free(x);
     }
     tls_profile_unref(t->profile);
     free(t);

@@ -3,7 +3,8 @@
  * An intercepted query goes to the address it was sent to: no route table,
  * no choice of server. Each such address gets a route_server (opportunistic
  * TLS with the process's profile, authoritative) when a query first needs
- * it, held by every query and transfer that uses it (route_server_hold);
+ * it (no name; its profile borrowed from the table, which outlives it),
+ * held by every query and transfer that uses it (route_server_hold);
  * once none does, it waits in a small idle cache, least recently used
  * evicted. What is learnt about the address lives on in the health and
  * probe tables, which are sized for the Internet; this cache only spares

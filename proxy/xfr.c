@@ -91,11 +91,11 @@ static void end(struct xfr *x, bool broken, const char *why)
         if (n)
             c->ops->send(c, out, n);
     } else {
-        char name[WIRE_MAX_NAME * 4 + 1];
+        char name[WIRE_MAX_NAME * 4 + 1], server[NET_ADDRSTRLEN];
         st->xfr_broken++;
         log_info("zone transfer of %s from %s broke off after %u messages: %s; closing the client's connection",
-                 wire_name_str(x->msg + x->wm.qname_off, x->wm.qname_len, name, sizeof name), x->srv->name,
-                 x->messages, why);
+                 wire_name_str(x->msg + x->wm.qname_off, x->wm.qname_len, name, sizeof name),
+                 net_addr_str(&x->srv->addr, server, sizeof server), x->messages, why);
         if (c->ops->close)
             c->ops->close(c->conn);
     }
