@@ -8,6 +8,7 @@
   many_ips.py ask PREFIX N COUNT    send COUNT queries over UDP, one after another
                                     to PREFIX::1 .. PREFIX::N (cycling), at most 64
                                     outstanding; print answered and lost
+  many_ips.py ask-at ADDR PORT COUNT  the same, all to ADDR:PORT (dotward as a forwarder)
 """
 import socket
 import struct
@@ -42,7 +43,7 @@ def serve(prefix):
         s.sendmsg([reply], anc_out, 0, peer)
 
 
-def ask(prefix, n, count):
+def ask(prefix, n, count, fixed=None):
     s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     s.setblocking(False)
@@ -54,9 +55,9 @@ def ask(prefix, n, count):
         while sent < count and len(outstanding) < 64:
             qid = (qid + 1) & 0xffff
             i = sent % n + 1
-            dst = "%s::%x:%x" % (prefix, i >> 16, i & 0xffff)
+            dst = fixed or ("%s::%x:%x" % (prefix, i >> 16, i & 0xffff), 53)
             q = struct.pack("!6H", qid, 0, 1, 0, 0, 0) + b"\x01q\x04test\x00" + struct.pack("!HH", 1, 1)
-            s.sendto(q, (dst, 53))
+            s.sendto(q, dst)
             outstanding[qid] = time.monotonic()
             sent += 1
         try:
@@ -75,5 +76,7 @@ def ask(prefix, n, count):
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(sys.argv[2])
+    elif sys.argv[1] == "ask-at":
+        ask(None, 1, int(sys.argv[4]), (sys.argv[2], int(sys.argv[3])))
     else:
         ask(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
