@@ -339,6 +339,15 @@ def answer_text(r):
     return (dns.rcode.to_text(r.rcode()), tuple(sorted(recs)))
 
 
+def negative_soa(r):
+    """The SOA in the authority section of an answer without records (NXDOMAIN,
+    NODATA), without its TTL; None otherwise."""
+    if r is None or r.answer:
+        return None
+    return tuple(sorted("%s SOA %s" % (rrset.name, rd.to_text()) for rrset in r.authority
+                        if rrset.rdtype == dns.rdatatype.SOA for rd in rrset)) or None
+
+
 def wait_dns(ns, server, name, rdtype="SOA", cap=harness.WAIT_CAP, procs=()):
     """Until `server` answers `name` over TCP (from `ns`) with NOERROR."""
     deadline = time.monotonic() + cap

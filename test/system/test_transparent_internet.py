@@ -114,6 +114,7 @@ NAMES = [
     ("www.hotel.test.", "A"), ("www.juliet.example.", "AAAA"), ("www.kilo.example.", "A"),
     ("txt.echo.example.", "TXT"), ("chain.alpha.test.", "A"), ("big.juliet.example.", "TXT"),
     ("big.echo.example.", "TXT"), ("nx.charlie.test.", "A"), ("www.nx.test.", "A"),
+    ("www.kilo.example.", "MX"), ("txt.delta.example.", "AAAA"),
 ]
 
 
@@ -152,6 +153,8 @@ def expected(name, rdtype):
     """What the zones say, as minet.answer_text gives it."""
     if name.startswith("nx.") or name == "www.nx.test.":
         return ("NXDOMAIN", ())
+    if rdtype == "MX" or (name.startswith("txt.") and rdtype == "AAAA"):
+        return ("NOERROR", ())    # NODATA
     if name == "chain.alpha.test.":
         return ("NOERROR", ("chain.alpha.test. CNAME chain.delta.example.",
                             "chain.bravo.test. A 198.51.100.99",
@@ -326,8 +329,16 @@ class Resolver:
             self.proc.stop(grace=3)
             self.proc = None
 
+    def ask(self, name, rdtype="A"):
+        return minet.query(self.ns, self.addr, name, rdtype, "auto", timeout=5)
+
     def resolve(self, name, rdtype="A"):
-        return minet.answer_text(minet.query(self.ns, self.addr, name, rdtype, "auto", timeout=5))
+        return minet.answer_text(self.ask(name, rdtype))
+
+    def resolve_full(self, name, rdtype="A"):
+        """The answer and, for a negative one, the SOA of the authority section."""
+        r = self.ask(name, rdtype)
+        return minet.answer_text(r), minet.negative_soa(r)
 
     def log(self):
         return self.proc.log()[-3000:] if self.proc else ""
@@ -375,17 +386,19 @@ def test_resolver_through_dotward(resolver_lab):
     # 1a. without interception: the resolver straight to the servers
     res.start()
     tcp0 = big_tcp()
-    direct = {q: res.resolve(*q) for q in NAMES}
+    direct = {q: res.resolve_full(*q) for q in NAMES}
     res.stop()
     for q in NAMES:
-        assert direct[q] == expected(*q), "%s %s without dotward: %r" % (q[0], q[1], direct[q])
+        assert direct[q][0] == expected(*q), "%s %s without dotward: %r" % (q[0], q[1], direct[q])
+        assert (direct[q][1] is not None) == (not expected(*q)[1]), "%s %s: no SOA with the negative answer: %r" % (
+            q[0], q[1], direct[q])
     assert big_tcp() >= tcp0 + 2, "the big TXTs were not fetched over TCP"
 
     # 1b. intercepted: the same names, a fresh cache, the same answers
     dw.start()
     minet.load_host_rules(ns, MARK, TPORT)
     res.start()
-    via = {q: res.resolve(*q) for q in NAMES}
+    via = {q: res.resolve_full(*q) for q in NAMES}
     diff = {q: (direct[q], via[q]) for q in NAMES if direct[q] != via[q]}
     assert not diff, "answers differ with dotward (direct, through dotward): %r%s" % (diff, where())
     st = dw.stats()
