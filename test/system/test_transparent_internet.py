@@ -452,7 +452,7 @@ def test_resolver_through_dotward(resolver_lab):
     # A query over Do53 shows as a datagram, a SYN (a new connection) or a
     # segment with PSH (on a connection opened before); the rest is the
     # teardown of idle Do53 connections dotward opened before the IP was Good
-    # (seen: FIN and its retransmissions, 10 s after the last use).
+    # (seen: FIN and its retransmissions, when dotward closed one idle).
     rules = []
     for n in DOT_SERVERS:
         for fam, a in (("ip", v4(n)), ("ip6", v6(n))):
