@@ -22,107 +22,20 @@ over UDP and TCP; nothing names dotward. Checks:
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 
 import pytest
 
 import harness
+import minet
 from harness import WWW_A, WWW_AAAA
+from minet import nsx, policy_route, sh, veth
 from test_control import ctl_bin  # noqa: F401 (fixture)
-from test_state import make_cert
 
 MARK = 0xD53
 TPORT = 5301
 DOT_V4, PLAIN_V4 = "198.51.100.11", "198.51.100.12"
 DOT_V6, PLAIN_V6 = "2001:db8:2::11", "2001:db8:2::12"
-
-CLIENT = r"""
-import socket, sys, dns.message, dns.query
-server, transport, name, rdtype = sys.argv[1:5]
-q = dns.message.make_query(name, rdtype)
-try:
-    if transport == "udp":
-        r = dns.query.udp(q, server, port=53, timeout=3)
-    else:
-        r = dns.query.tcp(q, server, port=53, timeout=3)
-    print(" ".join(rr.to_text() for rrset in r.answer for rr in rrset) or dns.rcode.to_text(r.rcode()))
-except Exception as e:
-    print("ERROR %s" % type(e).__name__)
-"""
-
-
-def sh(*argv, check=True, input=None):
-    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=30, input=input)
-    if check and r.returncode != 0:
-        raise AssertionError("%s -> %d\n%s%s" % (" ".join(argv), r.returncode, r.stdout, r.stderr))
-    return r
-
-
-def nsx(ns, *argv, **kw):
-    return sh("ip", "netns", "exec", ns, *argv, **kw)
-
-
-HOST_RULES = """
-table ip dwt4 {
-  chain out {
-    type route hook output priority mangle; policy accept;
-    meta mark %(mark)d return
-    ip daddr 127.0.0.0/8 return
-    udp dport 53 meta mark set 0x1
-    tcp dport 53 meta mark set 0x1
-  }
-  chain pre {
-    type filter hook prerouting priority mangle; policy accept;
-    iif "lo" meta mark 0x1 udp dport 53 tproxy to 127.0.0.1:%(port)d accept
-    iif "lo" meta mark 0x1 tcp dport 53 tproxy to 127.0.0.1:%(port)d accept
-  }
-}
-table ip6 dwt6 {
-  chain out {
-    type route hook output priority mangle; policy accept;
-    meta mark %(mark)d return
-    ip6 daddr ::1 return
-    udp dport 53 meta mark set 0x1
-    tcp dport 53 meta mark set 0x1
-  }
-  chain pre {
-    type filter hook prerouting priority mangle; policy accept;
-    iif "lo" meta mark 0x1 udp dport 53 tproxy to [::1]:%(port)d accept
-    iif "lo" meta mark 0x1 tcp dport 53 tproxy to [::1]:%(port)d accept
-  }
-}
-"""
-
-# A router: DNS that LAN hosts send through it, to any server, goes to dotward.
-GATEWAY_RULES = """
-table inet dwtg {
-  chain pre {
-    type filter hook prerouting priority mangle; policy accept;
-    iifname "%(lan)s" meta nfproto ipv4 udp dport 53 tproxy ip to :%(port)d meta mark set 0x1 accept
-    iifname "%(lan)s" meta nfproto ipv4 tcp dport 53 tproxy ip to :%(port)d meta mark set 0x1 accept
-    iifname "%(lan)s" meta nfproto ipv6 udp dport 53 tproxy ip6 to :%(port)d meta mark set 0x1 accept
-    iifname "%(lan)s" meta nfproto ipv6 tcp dport 53 tproxy ip6 to :%(port)d meta mark set 0x1 accept
-  }
-}
-"""
-
-
-def veth(tag, a_ns, a_dev, a4, a6, b_ns, b_dev, b4, b6):
-    sh("ip", "link", "add", a_dev, "netns", a_ns, "type", "veth", "peer", "name", b_dev, "netns", b_ns)
-    for ns, dev, v4, v6 in ((a_ns, a_dev, a4, a6), (b_ns, b_dev, b4, b6)):
-        nsx(ns, "ip", "addr", "add", v4, "dev", dev)
-        nsx(ns, "ip", "-6", "addr", "add", v6, "dev", dev, "nodad")
-        nsx(ns, "ip", "link", "set", dev, "up")
-
-
-def policy_route(ns):
-    """What TPROXY needs: marked packets are delivered locally."""
-    nsx(ns, "ip", "rule", "add", "fwmark", "0x1", "lookup", "100")
-    nsx(ns, "ip", "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100")
-    nsx(ns, "ip", "-6", "rule", "add", "fwmark", "0x1", "lookup", "100")
-    nsx(ns, "ip", "-6", "route", "add", "local", "::/0", "dev", "lo", "table", "100")
 
 
 @pytest.fixture(params=["host", "gateway"])
@@ -136,30 +49,26 @@ def lab(request, tmp_path):
     proxy_ns = client if mode == "host" else "dwtg" + tag
     spaces = [client, net] + ([proxy_ns] if mode == "gateway" else [])
     procs = []
-    for ns in spaces:
-        sh("ip", "netns", "add", ns)
+    world = minet.Spaces()
+    dw = None
     try:
         for ns in spaces:
-            nsx(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0")
-            nsx(ns, "ip", "link", "set", "lo", "up")
-        for a in (DOT_V4 + "/32", PLAIN_V4 + "/32"):
-            nsx(net, "ip", "addr", "add", a, "dev", "lo")
-        for a in (DOT_V6 + "/128", PLAIN_V6 + "/128"):
-            nsx(net, "ip", "-6", "addr", "add", a, "dev", "lo")
+            world.add(ns)
+        minet.add_lo_addrs(net, (DOT_V4, PLAIN_V4, DOT_V6, PLAIN_V6))
         if mode == "host":
-            veth(tag, client, "dwa" + tag, "192.0.2.1/24", "2001:db8:1::1/64",
+            veth(client, "dwa" + tag, "192.0.2.1/24", "2001:db8:1::1/64",
                  net, "dwb" + tag, "192.0.2.254/24", "2001:db8:1::fe/64")
             nsx(client, "ip", "route", "add", "198.51.100.0/24", "via", "192.0.2.254")
             nsx(client, "ip", "-6", "route", "add", "2001:db8:2::/64", "via", "2001:db8:1::fe")
             # locally generated port-53 traffic, except dotward's own (its mark)
             policy_route(client)
-            nsx(client, "nft", "-f", "-", input=HOST_RULES % {"mark": MARK, "port": TPORT})
+            minet.load_host_rules(client, MARK, TPORT)
             tlisten = ("127.0.0.1:%d" % TPORT, "[::1]:%d" % TPORT)
         else:
             lan = "dwl" + tag
-            veth(tag, client, "dwc" + tag, "192.0.2.2/24", "2001:db8:1::2/64",
+            veth(client, "dwc" + tag, "192.0.2.2/24", "2001:db8:1::2/64",
                  proxy_ns, lan, "192.0.2.1/24", "2001:db8:1::1/64")
-            veth(tag, proxy_ns, "dwu" + tag, "203.0.113.1/24", "2001:db8:3::1/64",
+            veth(proxy_ns, "dwu" + tag, "203.0.113.1/24", "2001:db8:3::1/64",
                  net, "dwn" + tag, "203.0.113.254/24", "2001:db8:3::fe/64")
             nsx(client, "ip", "route", "add", "default", "via", "192.0.2.1")
             nsx(client, "ip", "-6", "route", "add", "default", "via", "2001:db8:1::1")
@@ -170,66 +79,29 @@ def lab(request, tmp_path):
             nsx(net, "ip", "route", "add", "192.0.2.0/24", "via", "203.0.113.1")
             nsx(net, "ip", "-6", "route", "add", "2001:db8:1::/64", "via", "2001:db8:3::1")
             policy_route(proxy_ns)
-            nsx(proxy_ns, "nft", "-f", "-", input=GATEWAY_RULES % {"lan": lan, "port": TPORT})
+            minet.load_gateway_rules(proxy_ns, lan, TPORT)
             tlisten = ("0.0.0.0:%d" % TPORT, "[::]:%d" % TPORT)
 
         d = str(tmp_path)
-        key, cert = make_cert(d)
-        zdir = os.path.join(d, "zones")
-        os.makedirs(zdir)
-        with open(os.path.join(zdir, "test.zone"), "w") as f:
-            f.write(harness.zone_text())
+        tls = minet.make_cert(d, "state.test")
         for name, addrs, dot in (("dot", (DOT_V4, DOT_V6), True), ("plain", (PLAIN_V4, PLAIN_V6), False)):
-            ips = ["  ip-address: %s@53" % a for a in addrs]
-            if dot:
-                ips += ["  ip-address: %s@853" % a for a in addrs]
-                ips += ["  tls-port: 853", '  tls-service-key: "%s"' % key, '  tls-service-pem: "%s"' % cert]
-            conf = os.path.join(d, "nsd-%s.conf" % name)
-            with open(conf, "w") as f:
-                f.write("\n".join(["server:"] + ips + [
-                    "  server-count: 1", '  username: ""', '  chroot: ""', '  database: ""',
-                    "  rrl-ratelimit: 0", "  verbosity: 1", '  zonesdir: "%s"' % zdir,
-                    '  zonelistfile: "%s/zl-%s"' % (d, name), '  xfrdfile: "%s/xfrd-%s"' % (d, name),
-                    '  xfrdir: "%s"' % d, '  pidfile: "%s/nsd-%s.pid"' % (d, name),
-                    '  logfile: "%s/nsd-%s.log"' % (d, name), "remote-control:", "  control-enable: no",
-                    "zone:", '  name: "test."', '  zonefile: "test.zone"', ""]))
-            procs.append(subprocess.Popen(["ip", "netns", "exec", net, "nsd", "-d", "-c", conf],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        rc = os.path.join(d, "resolv.conf")
-        with open(rc, "w") as f:
-            f.write("nameserver 127.0.0.1\n")
-        sock = os.path.join(d, "ctl.sock")
-        conf = os.path.join(d, "dotward.conf")
-        with open(conf, "w") as f:
-            f.write("[server]\nlisten = 127.0.0.1:5353\ncontrol-socket = %s\n[forward]\nupstream = 127.0.0.1:9\n"
-                    "resolv-conf = %s\n[probe]\nprobe-on-start = no\n[transparent]\nlisten = %s\n"
-                    "listen = %s\nmark = %d\n" % (sock, rc, tlisten[0], tlisten[1], MARK))
-        err = open(os.path.join(d, "dotward.err"), "w")
-        dw = subprocess.Popen(["ip", "netns", "exec", proxy_ns, os.environ.get("DOTWARD_BIN", "build/dotward"),
-                               "-c", conf], stdout=subprocess.DEVNULL, stderr=err)
-        procs.append(dw)
+            procs.append(minet.start_nsd(net, os.path.join(d, "nsd-" + name), addrs,
+                                         {"test.": harness.zone_text()}, tls if dot else None))
+        dw = minet.NsDotward(proxy_ns, d, tlisten, MARK).start()
 
         def ask(server, transport="udp", name="www.test.", rdtype="A"):
-            return nsx(client, sys.executable, "-c", CLIENT, server, transport, name, rdtype).stdout.strip()
-
-        def log():
-            with open(os.path.join(d, "dotward.err")) as f:
-                return f.read()[-4000:]
+            return minet.ask_process(client, server, transport, name, rdtype)
 
         deadline = time.monotonic() + 10
         while ask(DOT_V4) != WWW_A and time.monotonic() < deadline:
             time.sleep(0.2)
-        yield {"net": net, "ask": ask, "sock": sock, "log": log, "dotward": dw, "mode": mode}
+        yield {"net": net, "ask": ask, "sock": dw.sock, "log": dw.log, "dotward": dw.proc, "mode": mode}
     finally:
+        if dw is not None:
+            dw.stop()
         for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        for ns in spaces:
-            sh("ip", "netns", "del", ns, check=False)
+            p.stop()
+        world.delete_all()
 
 
 def ctl(lab, ctl_bin, *args):  # noqa: F811

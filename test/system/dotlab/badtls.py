@@ -97,7 +97,7 @@ def main():
     if mode in ("garbage", "good"):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(sys.argv[4], sys.argv[5])
-    lsock = socket.socket()
+    lsock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET)
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lsock.bind((ip, port))
     lsock.listen(64)
