@@ -15,7 +15,7 @@
 
 static struct log_limit recv_limit, reply_limit;
 
-#define REPLY_SOCKS 64
+#define REPLY_SOCKS 128
 struct reply_socks {
     struct {
         struct net_addr from;
@@ -163,14 +163,18 @@ void listener_unref(struct listener *l)
 }
 
 /* An intercepted query's answer must come from the address and port it was
- * sent to: a socket bound there (IP_TRANSPARENT). A few are kept, the one
- * used the longest ago replaced, as a resolver talks to the same servers
- * again and again. */
+ * sent to: a socket bound there (IP_TRANSPARENT). Some are kept, as a
+ * resolver talks to the same servers again and again: two places per
+ * address (a hash picks them), the one used the longer ago replaced. */
 static int reply_socket(struct listener *l, const struct net_addr *from)
 {
     struct reply_socks *r = l->replies;
-    unsigned oldest = 0;
-    for (unsigned i = 0; i < REPLY_SOCKS; i++) {
+    const uint8_t *b = (const uint8_t *)&from->u.ss;
+    uint32_t h = 2166136261u;
+    for (socklen_t i = 0; i < from->len; i++)
+        h = (h ^ b[i]) * 16777619u;
+    unsigned first = (h % (REPLY_SOCKS / 2)) * 2, oldest = first;
+    for (unsigned i = first; i < first + 2; i++) {
         if (r->s[i].fd > 0 && net_addr_equal(&r->s[i].from, from)) {
             r->s[i].used = ++r->clock;
             return r->s[i].fd;

@@ -48,7 +48,7 @@ struct listener {
     ev_io io;                  /* UDP */
     struct acceptor *acceptor; /* TCP: owned */
     struct outbox *out;        /* UDP: batched answers, owned */
-    struct reply_socks *replies; /* transparent UDP: sockets bound to the addresses answered from */
+    struct reply_socks *replies; /* transparent UDP: sockets bound to the addresses answered from (128) */
 };
 
 /* [::1]: on a host without IPv6 it cannot be bound, and nothing can reach it. */

@@ -352,11 +352,16 @@ static enum try_kind choose_path(struct query *q, struct route_server *srv, doub
     char name[WIRE_MAX_NAME * 4 + 1];
     if (q->plain_udp)
         return TRY_UDP;
-    if (srv->tls == SERVER_TLS_STRICT ||
-        (srv->tls == SERVER_TLS_OPPORTUNISTIC && srv != q->dot_failed &&
-         opportunistic_dot(q->pool->env.probes, visit_zone(q->zone, q->msg, &q->wm, name, sizeof name), srv,
-                           now)))
+    if (srv->tls == SERVER_TLS_STRICT)
         return TRY_DOT;
+    if (srv->tls == SERVER_TLS_OPPORTUNISTIC && srv != q->dot_failed) {
+        /* The name is only read when the IP gets its entry: not formatted per query. */
+        const char *zone = q->zone || !probe_table_find(q->pool->env.probes, &srv->addr)
+                               ? visit_zone(q->zone, q->msg, &q->wm, name, sizeof name)
+                               : NULL;
+        if (opportunistic_dot(q->pool->env.probes, zone, srv, now))
+            return TRY_DOT;
+    }
     return q->want_tcp ? TRY_TCP : TRY_UDP;
 }
 
