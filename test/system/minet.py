@@ -164,6 +164,20 @@ table inet dwtg {
 """
 
 
+def load_printed_rules(ns, conf, mode, ifaces=()):
+    """The rules `dotward --print-rules MODE -c CONF` prints: its setup lines
+    (policy routing) run in `ns`, then the ruleset loaded there."""
+    argv = [os.environ.get("DOTWARD_BIN", os.path.join(harness.REPO, "build", "dotward")), "--print-rules", mode,
+            "-c", conf]
+    for i in ifaces:
+        argv += ["--rules-iface", i]
+    rules = sh(*argv).stdout
+    for line in rules.splitlines():
+        if line.startswith("# setup: "):
+            nsx(ns, *line[len("# setup: "):].split())
+    nsx(ns, "nft", "-f", "-", input=rules)
+
+
 def load_host_rules(ns, mark, port):
     nft(ns, HOST_RULES % {"mark": mark, "port": port})
 

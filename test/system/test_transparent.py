@@ -38,11 +38,14 @@ DOT_V4, PLAIN_V4 = "198.51.100.11", "198.51.100.12"
 DOT_V6, PLAIN_V6 = "2001:db8:2::11", "2001:db8:2::12"
 
 
-@pytest.fixture(params=["host", "gateway"])
+@pytest.fixture(params=["host", "gateway", "host-printed-rules", "gateway-printed-rules"])
 def lab(request, tmp_path):
+    """Each deployment twice: with rules written here, and with the rules
+    `dotward --print-rules` prints (and its policy-routing lines)."""
     if os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("nsd"):
         pytest.skip("needs root, nft and nsd")
-    mode = request.param
+    mode, _, printed = request.param.partition("-")
+    printed = bool(printed)
     tag = "%d" % os.getpid()
     net = "dwtn" + tag
     client = "dwtc" + tag                     # host: the client and dotward; gateway: the client
@@ -61,8 +64,9 @@ def lab(request, tmp_path):
             nsx(client, "ip", "route", "add", "198.51.100.0/24", "via", "192.0.2.254")
             nsx(client, "ip", "-6", "route", "add", "2001:db8:2::/64", "via", "2001:db8:1::fe")
             # locally generated port-53 traffic, except dotward's own (its mark)
-            policy_route(client)
-            minet.load_host_rules(client, MARK, TPORT)
+            if not printed:
+                policy_route(client)
+                minet.load_host_rules(client, MARK, TPORT)
             tlisten = ("127.0.0.1:%d" % TPORT, "[::1]:%d" % TPORT)
         else:
             lan = "dwl" + tag
@@ -78,8 +82,9 @@ def lab(request, tmp_path):
             nsx(proxy_ns, "ip", "-6", "route", "add", "2001:db8:2::/64", "via", "2001:db8:3::fe")
             nsx(net, "ip", "route", "add", "192.0.2.0/24", "via", "203.0.113.1")
             nsx(net, "ip", "-6", "route", "add", "2001:db8:1::/64", "via", "2001:db8:3::1")
-            policy_route(proxy_ns)
-            minet.load_gateway_rules(proxy_ns, lan, TPORT)
+            if not printed:
+                policy_route(proxy_ns)
+                minet.load_gateway_rules(proxy_ns, lan, TPORT)
             tlisten = ("0.0.0.0:%d" % TPORT, "[::]:%d" % TPORT)
 
         d = str(tmp_path)
@@ -87,7 +92,10 @@ def lab(request, tmp_path):
         for name, addrs, dot in (("dot", (DOT_V4, DOT_V6), True), ("plain", (PLAIN_V4, PLAIN_V6), False)):
             procs.append(minet.start_nsd(net, os.path.join(d, "nsd-" + name), addrs,
                                          {"test.": harness.zone_text()}, tls if dot else None))
-        dw = minet.NsDotward(proxy_ns, d, tlisten, MARK).start()
+        dw = minet.NsDotward(proxy_ns, d, tlisten, MARK)
+        if printed:
+            minet.load_printed_rules(proxy_ns, dw.conf, mode, [] if mode == "host" else [lan])
+        dw.start()
 
         def ask(server, transport="udp", name="www.test.", rdtype="A"):
             return minet.ask_process(client, server, transport, name, rdtype)
