@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 
 import dns.exception
@@ -208,10 +209,11 @@ def _write(path, text):
     return path
 
 
-def start_nsd(ns, d, addrs, zones, tls=None, verbosity=1):
+def start_nsd(ns, d, addrs, zones, tls=None, verbosity=1, provide_xfr=False):
     """NSD in namespace `ns` on every address of `addrs` at port 53 (and 853
-    with TLS when `tls` is (key, cert)), serving `zones` ({name: zone text}).
-    Returns the LabProc; its work files are in directory `d`."""
+    with TLS when `tls` is (key, cert)), serving `zones` ({name: zone text}),
+    to zone transfers from anywhere when `provide_xfr` (the namespaces have
+    no link out). Returns the LabProc; its work files are in directory `d`."""
     os.makedirs(d, exist_ok=True)
     lines = ["server:"] + ["  ip-address: %s@53" % a for a in addrs]
     if tls:
@@ -226,6 +228,8 @@ def start_nsd(ns, d, addrs, zones, tls=None, verbosity=1):
     for i, (name, text) in enumerate(sorted(zones.items())):
         _write(os.path.join(d, "z%d.zone" % i), text)
         lines += ["zone:", '  name: "%s"' % name, '  zonefile: "z%d.zone"' % i]
+        if provide_xfr:
+            lines += ["  provide-xfr: 0.0.0.0/0 NOKEY", "  provide-xfr: ::0/0 NOKEY"]
     conf = _write(os.path.join(d, "nsd.conf"), "\n".join(lines) + "\n")
     return LabProc(None, ns, "nsd", [shutil.which("nsd") or "/usr/sbin/nsd", "-d", "-c", conf], d).start()
 
@@ -304,6 +308,17 @@ def proc_logs(procs, tail=3000):
 
 # --------------------------------------------------------------------------
 # DNS clients
+
+AXFR_CLIENT = r"""
+import sys, dns.query, dns.zone
+z = dns.zone.from_xfr(dns.query.xfr(sys.argv[1], sys.argv[2], port=53, lifetime=10))
+print(len(list(z.iterate_rdatas())))
+"""
+
+
+def axfr_count(ns, server, zone):
+    """A zone transfer from `server`, port 53, from namespace `ns`: how many records came."""
+    return nsx(ns, sys.executable, "-c", AXFR_CLIENT, server, zone).stdout.strip()
 
 CLIENT = r"""
 import socket, sys, dns.message, dns.query

@@ -91,7 +91,7 @@ def lab(request, tmp_path):
         tls = minet.make_cert(d, "state.test")
         for name, addrs, dot in (("dot", (DOT_V4, DOT_V6), True), ("plain", (PLAIN_V4, PLAIN_V6), False)):
             procs.append(minet.start_nsd(net, os.path.join(d, "nsd-" + name), addrs,
-                                         {"test.": harness.zone_text()}, tls if dot else None))
+                                         {"test.": harness.zone_text()}, tls if dot else None, provide_xfr=True))
         dw = minet.NsDotward(proxy_ns, d, tlisten, MARK)
         if printed:
             minet.load_printed_rules(proxy_ns, dw.conf, mode, [] if mode == "host" else [lan])
@@ -103,7 +103,7 @@ def lab(request, tmp_path):
         deadline = time.monotonic() + 10
         while ask(DOT_V4) != WWW_A and time.monotonic() < deadline:
             time.sleep(0.2)
-        yield {"net": net, "ask": ask, "sock": dw.sock, "log": dw.log, "dotward": dw.proc, "mode": mode}
+        yield {"net": net, "client": client, "ask": ask, "sock": dw.sock, "log": dw.log, "dotward": dw.proc, "mode": mode}
     finally:
         if dw is not None:
             dw.stop()
@@ -171,6 +171,13 @@ table inet drop53 {
     good_dot = int(s2["good_queries_dot"]) - int(s1["good_queries_dot"])
     assert good == 20 and good_dot == 20, (good, good_dot)
     assert "went over DoT" in ctl(lab, ctl_bin, "status")
+    # a zone transfer across the interception: over DoT too (XoT), port 53 being dropped
+    records = len([ln for ln in harness.zone_text().splitlines() if " IN " in ln])
+    for server in (DOT_V4, DOT_V6):
+        got = minet.axfr_count(lab["client"], server, "test.")
+        assert got == str(records), "AXFR of test. from %s: %r records, the zone has %d\n%s" % (
+            server, got, records, lab["log"]())
+    assert int(stats(lab, ctl_bin)["xfr_completed"]) >= 2
     counters = nsx(lab["net"], "nft", "list", "table", "inet", "drop53").stdout
     assert "packets 0 " in counters and "packets 1" not in counters, counters
     st = stats(lab, ctl_bin)
