@@ -182,3 +182,30 @@ table inet drop53 {
     assert "packets 0 " in counters and "packets 1" not in counters, counters
     st = stats(lab, ctl_bin)
     assert int(st["dot_answers"]) >= 4, st
+    # Port 853 of the DoT server black-holed mid-run (both its addresses): no query fails
+    # (within the client's 3 s timeout), the live connections are found dead and their
+    # queries go over Do53, and the IPs go Bad with the reason.
+    minet.nft_delete(lab["net"], "inet", "drop53")
+    nsx(lab["net"], "nft", "-f", "-", input="""
+table inet drop853 {
+  chain in {
+    type filter hook input priority 0; policy accept;
+    ip daddr %s tcp dport 853 counter drop
+    ip6 daddr %s tcp dport 853 counter drop
+  }
+}
+""" % (DOT_V4, DOT_V6))
+    t0 = time.monotonic()
+    slow = []
+    for i in range(6):
+        for server in (DOT_V4, DOT_V6):
+            t = time.monotonic()
+            got = lab["ask"](server, "udp", "www.test.")
+            slow.append(round(time.monotonic() - t, 2))
+            assert got == WWW_A, "%s with its 853 black-holed: %r (after %s)\n%s" % (server, got, slow,
+                                                                                      lab["log"]())
+    entries = {e["ip"]: e for e in json.loads(ctl(lab, ctl_bin, "dump-probes", "--json"))}
+    for ip in (DOT_V4, DOT_V6):
+        assert entries[ip]["status"] == "bad", (ip, entries[ip], slow)
+    assert max(slow) < 3.0, slow
+    assert time.monotonic() - t0 < 30
