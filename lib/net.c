@@ -359,7 +359,24 @@ static int net_family_ok(int family)
     return 0;
 }
 
-int net_udp_bind(const struct net_addr *a)
+static int set_transparent(int fd, int family)
+{
+    int one = 1;
+    if (family == AF_INET6)
+        return setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one);
+    return setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one);
+}
+
+/* TPROXY targets also learn where each datagram was sent to. */
+static int want_origdst(int fd, int family)
+{
+    int one = 1;
+    if (family == AF_INET6)
+        return setsockopt(fd, SOL_IPV6, IPV6_RECVORIGDSTADDR, &one, sizeof one);
+    return setsockopt(fd, SOL_IP, IP_RECVORIGDSTADDR, &one, sizeof one);
+}
+
+static int udp_bind(const struct net_addr *a, bool transparent)
 {
     int fam = net_addr_family(a);
     int fd;
@@ -369,7 +386,8 @@ int net_udp_bind(const struct net_addr *a)
     fd = socket(fam, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    if (net_listen_opts(fd, fam, false) < 0)
+    if (net_listen_opts(fd, fam, false) < 0 ||
+        (transparent && (set_transparent(fd, fam) < 0 || want_origdst(fd, fam) < 0)))
         goto fail;
     net_udp_buffers(fd);
     if (bind(fd, &a->u.sa, a->len) < 0)
@@ -380,7 +398,10 @@ fail:
     return -1;
 }
 
-int net_tcp_listen(const struct net_addr *a, int backlog)
+int net_udp_bind(const struct net_addr *a) { return udp_bind(a, false); }
+int net_udp_bind_transparent(const struct net_addr *a) { return udp_bind(a, true); }
+
+static int tcp_listen(const struct net_addr *a, int backlog, bool transparent)
 {
     int fam = net_addr_family(a);
     int fd;
@@ -390,7 +411,7 @@ int net_tcp_listen(const struct net_addr *a, int backlog)
     fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    if (net_listen_opts(fd, fam, true) < 0)
+    if (net_listen_opts(fd, fam, true) < 0 || (transparent && set_transparent(fd, fam) < 0))
         goto fail;
     if (bind(fd, &a->u.sa, a->len) < 0)
         goto fail;
@@ -401,6 +422,9 @@ fail:
     net_close_keep_errno(fd);
     return -1;
 }
+
+int net_tcp_listen(const struct net_addr *a, int backlog) { return tcp_listen(a, backlog, false); }
+int net_tcp_listen_transparent(const struct net_addr *a, int backlog) { return tcp_listen(a, backlog, true); }
 
 int net_udp_ephemeral(int family)
 {
@@ -502,55 +526,10 @@ size_t net_local_cmsg(const struct net_local *local, void *buf)
     return CMSG_SPACE(sizeof pi6);
 }
 
-static int set_transparent(int fd, int family)
-{
-    int one = 1;
-    if (family == AF_INET6)
-        return setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one);
-    return setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one);
-}
 
 int net_set_mark(int fd, unsigned mark)
 {
     return mark ? setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) : 0;
-}
-
-int net_udp_bind_transparent(const struct net_addr *a)
-{
-    int fam = net_addr_family(a), one = 1;
-    if (net_family_ok(fam) < 0)
-        return -1;
-    int fd = socket(fam, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    if (net_listen_opts(fd, fam, false) < 0 || set_transparent(fd, fam) < 0 ||
-        (fam == AF_INET6 ? setsockopt(fd, SOL_IPV6, IPV6_RECVORIGDSTADDR, &one, sizeof one)
-                         : setsockopt(fd, SOL_IP, IP_RECVORIGDSTADDR, &one, sizeof one)) < 0)
-        goto fail;
-    net_udp_buffers(fd);
-    if (bind(fd, &a->u.sa, a->len) < 0)
-        goto fail;
-    return fd;
-fail:
-    net_close_keep_errno(fd);
-    return -1;
-}
-
-int net_tcp_listen_transparent(const struct net_addr *a, int backlog)
-{
-    int fam = net_addr_family(a);
-    if (net_family_ok(fam) < 0)
-        return -1;
-    int fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    if (net_listen_opts(fd, fam, true) < 0 || set_transparent(fd, fam) < 0 || bind(fd, &a->u.sa, a->len) < 0 ||
-        listen(fd, backlog) < 0)
-        goto fail;
-    return fd;
-fail:
-    net_close_keep_errno(fd);
-    return -1;
 }
 
 int net_udp_reply_from(const struct net_addr *from)
