@@ -43,8 +43,13 @@ Checks, per resolver:
     counters: datagrams, SYNs, PSH segments)
  4. a Good server stops DoT (853 reset): its names still resolve, each in
     under a second, and its IPs turn Bad
+ 5. (test_probing_costs_no_latency) after the warm-up, fresh names, one
+    query each to a zone's server (the delegations cached), resolve with
+    interception as fast as without: no failure, p99 within 10 ms (batches
+    of each alternate)
 """
 import itertools
+import math
 import os
 import shutil
 import time
@@ -242,7 +247,7 @@ RESOLVERS = {
 }
 
 
-def unbound_conf(d, family):
+def unbound_conf(d, family, min_ttl=0):
     return """server:
   interface: {listen}@53
   do-ip4: {ip4}
@@ -261,24 +266,24 @@ def unbound_conf(d, family):
   module-config: "iterator"
   root-hints: "{d}/root.hints"
   local-zone: "test." nodefault
-  cache-min-ttl: 0
+  cache-min-ttl: {min_ttl}
 remote-control:
   control-enable: no
 """.format(d=d, listen="::1" if family == 6 else "127.0.0.1", ip4="no" if family == 6 else "yes",
-           ip6="no" if family == 4 else "yes")
+           ip6="no" if family == 4 else "yes", min_ttl=min_ttl)
 
 
-def named_conf(d):
+def named_conf(d, min_ttl=0):
     return """options {{
   directory "{d}"; pid-file "{d}/named.pid";
   session-keyfile "{d}/session.key"; managed-keys-directory "{d}";
   listen-on port 53 {{ 127.0.0.1; }}; listen-on-v6 port 53 {{ ::1; }};
   recursion yes; allow-recursion {{ 127.0.0.0/8; ::1; }}; allow-query {{ any; }};
-  dnssec-validation no; notify no;
+  dnssec-validation no; notify no;{mt}
 }};
 controls {{ }};
 zone "." {{ type hint; file "{d}/root.hints"; }};
-""".format(d=d)
+""".format(d=d, mt=" min-cache-ttl %d; min-ncache-ttl %d;" % (min_ttl, min_ttl) if min_ttl else "")
 
 
 class Resolver:
@@ -286,6 +291,7 @@ class Resolver:
         self.kind, self.ns, self.dir = kind, ns, d
         self.proc = None
         self.runs = 0
+        self.min_ttl = 0    # a floor on the cache's TTLs (every start from now on)
         with open(os.path.join(d, "root.hints"), "w") as f:
             f.write(ROOT_HINTS)
 
@@ -301,12 +307,12 @@ class Resolver:
         if self.kind == "unbound":
             conf = os.path.join(rd, "unbound.conf")
             with open(conf, "w") as f:
-                f.write(unbound_conf(rd, family))
+                f.write(unbound_conf(rd, family, self.min_ttl))
             argv = [shutil.which("unbound") or "/usr/sbin/unbound", "-d", "-c", conf]
         else:
             conf = os.path.join(rd, "named.conf")
             with open(conf, "w") as f:
-                f.write(named_conf(rd))
+                f.write(named_conf(rd, self.min_ttl))
             argv = [shutil.which("named") or "/usr/sbin/named", "-g", "-n", "1", "-c", conf]
             if family:
                 argv.append("-%d" % family)
@@ -372,39 +378,15 @@ def resolver_lab(request, internet, tmp_path):
             assert not findings and rc in (None, 0), "dotward exit %r\n%s" % (rc, dw.log())
 
 
-def test_resolver_through_dotward(resolver_lab):
-    kind, ns, res, dw = (resolver_lab[k] for k in ("kind", "ns", "res", "dw"))
+def diagnostics(kind, res, dw):
+    """The resolver's log and dotward's, for an assertion's message."""
+    lines = [ln for ln in harness.read_text(dw.err_path).splitlines() if "control (uid" not in ln]
+    return "\n--- %s ---\n%s\n--- dotward (%s) ---\n%s" % (kind, res.log(), dw.err_path, "\n".join(lines)[-8000:])
 
-    def where():
-        lines = [ln for ln in harness.read_text(dw.err_path).splitlines() if "control (uid" not in ln]
-        return "\n--- %s ---\n%s\n--- dotward (%s) ---\n%s" % (kind, res.log(), dw.err_path,
-                                                             "\n".join(lines)[-8000:])
 
-    def big_tcp():
-        return minet.nft_counters(SRV_NS, "inet", "mnet").get("big-tcp53", 0)
-
-    # 1a. without interception: the resolver straight to the servers
-    res.start()
-    tcp0 = big_tcp()
-    direct = {q: res.resolve_full(*q) for q in NAMES}
-    res.stop()
-    for q in NAMES:
-        assert direct[q][0] == expected(*q), "%s %s without dotward: %r" % (q[0], q[1], direct[q])
-        assert (direct[q][1] is not None) == (not expected(*q)[1]), "%s %s: no SOA with the negative answer: %r" % (
-            q[0], q[1], direct[q])
-    assert big_tcp() >= tcp0 + 2, "the big TXTs were not fetched over TCP"
-
-    # 1b. intercepted: the same names, a fresh cache, the same answers
-    dw.start()
-    minet.load_host_rules(ns, MARK, TPORT)
-    res.start()
-    via = {q: res.resolve_full(*q) for q in NAMES}
-    diff = {q: (direct[q], via[q]) for q in NAMES if direct[q] != via[q]}
-    assert not diff, "answers differ with dotward (direct, through dotward): %r%s" % (diff, where())
-    st = dw.stats()
-    assert int(st["queries_udp"]) >= len(NAMES) and int(st["queries_tcp"]) >= 1, st
-
-    # 2. warm-up: fresh names in every zone, until every IP has its verdict
+def warm_up(kind, res, dw, where):
+    """Fresh names in every zone through the intercepted resolver, until every
+    IP has its verdict (asserted). Returns the probe table."""
     want = {}
     for n, (_, _, _, outcome) in SERVERS.items():
         for a in (v4(n), v6(n)):
@@ -447,6 +429,41 @@ def test_resolver_through_dotward(resolver_lab):
     assert not wrong, "after %d rounds, IPs without the expected verdict (want, status, last outcome): %r\n" \
         "the table: %r%s" % (i, wrong, {a: (e.get("status"), e.get("last_outcome"), e.get("domain"))
                                          for a, e in table.items()}, where())
+    return table
+
+
+def test_resolver_through_dotward(resolver_lab):
+    kind, ns, res, dw = (resolver_lab[k] for k in ("kind", "ns", "res", "dw"))
+
+    def where():
+        return diagnostics(kind, res, dw)
+
+    def big_tcp():
+        return minet.nft_counters(SRV_NS, "inet", "mnet").get("big-tcp53", 0)
+
+    # 1a. without interception: the resolver straight to the servers
+    res.start()
+    tcp0 = big_tcp()
+    direct = {q: res.resolve_full(*q) for q in NAMES}
+    res.stop()
+    for q in NAMES:
+        assert direct[q][0] == expected(*q), "%s %s without dotward: %r" % (q[0], q[1], direct[q])
+        assert (direct[q][1] is not None) == (not expected(*q)[1]), "%s %s: no SOA with the negative answer: %r" % (
+            q[0], q[1], direct[q])
+    assert big_tcp() >= tcp0 + 2, "the big TXTs were not fetched over TCP"
+
+    # 1b. intercepted: the same names, a fresh cache, the same answers
+    dw.start()
+    minet.load_host_rules(ns, MARK, TPORT)
+    res.start()
+    via = {q: res.resolve_full(*q) for q in NAMES}
+    diff = {q: (direct[q], via[q]) for q in NAMES if direct[q] != via[q]}
+    assert not diff, "answers differ with dotward (direct, through dotward): %r%s" % (diff, where())
+    st = dw.stats()
+    assert int(st["queries_udp"]) >= len(NAMES) and int(st["queries_tcp"]) >= 1, st
+
+    # 2. warm-up: fresh names in every zone, until every IP has its verdict
+    warm_up(kind, res, dw, where)
 
     # 3. DoT proven: port 53 of every DoT-capable IP dropped and counted
     # A query over Do53 shows as a datagram, a SYN (a new connection) or a
@@ -538,3 +555,113 @@ table inet nodot {
         assert falls >= 1, (s3, s4)
     finally:
         minet.nft_delete(SRV_NS, "inet", "nodot")
+
+
+# --------------------------------------------------------------------------
+# probing costs no client latency
+
+P99_BATCHES = 10       # per run: with and without interception alternate
+P99_BATCH = 20         # names per batch: 200 names per run
+P99_MARGIN_MS = 10.0
+
+
+def pct(xs, p):
+    """The p-th percentile, nearest rank."""
+    xs = sorted(xs)
+    return xs[max(0, min(len(xs) - 1, int(math.ceil(p / 100.0 * len(xs))) - 1))]
+
+
+@pytest.mark.parametrize("resolver_lab", sorted(RESOLVERS), indirect=True)
+def test_probing_costs_no_latency(resolver_lab):
+    """No client query fails or waits longer because of dotward (p99 of the
+    resolution time within 10 ms of the run without it), after warm-up.
+
+    The resolver's cache keeps the delegations (a TTL floor of 90 s, BIND's most),
+    so that each fresh name *.w.<zone> costs one query to the zone's server
+    (and unbound's QNAME minimisation, the same both ways). After the
+    warm-up (every IP probed and settled) and a round of each (connections
+    and the resolver's RTTs), batches of fresh names, the zones in turn,
+    alternate between interception on (host rules loaded) and off (rules
+    unloaded, dotward still running), the order swapped every pair: the
+    machine's noise falls on both runs alike. Each name's resolution is
+    timed at the client (dnspython to the resolver, UDP, timeout 5 s)."""
+    kind, ns, res, dw = (resolver_lab[k] for k in ("kind", "ns", "res", "dw"))
+
+    def where():
+        return diagnostics(kind, res, dw)
+
+    res.min_ttl = 90     # BIND's most
+    dw.start()
+    minet.load_host_rules(ns, MARK, TPORT)
+    res.start()
+    warm_up(kind, res, dw, where)
+    res.stop()
+    res.start()       # both families, the delegations cached afresh through dotward
+    settled = {a: (e["status"], e.get("last_outcome")) for a, e in dw.probes().items()}
+
+    zones = itertools.cycle(SLD_ZONES)
+    runs = {True: [], False: []}        # intercepted: [(ms, name, answer)]
+    state = {"on": True}
+
+    def intercept(on):
+        if on != state["on"]:
+            if on:
+                minet.load_host_rules(ns, MARK, TPORT)
+            else:
+                minet.unload_host_rules(ns)
+            state["on"] = on
+
+    def batch(tag, n, keep):
+        names = [("%s-%d.w.%s" % (tag, j, z), z) for j, z in zip(range(n), zones)]
+        out = []
+        with minet.netns(ns):
+            for name, zone in names:
+                q = dns.message.make_query(name, "A")
+                t0 = time.perf_counter()
+                try:
+                    r = dns.query.udp(q, res.addr, timeout=5)
+                except (OSError, dns.exception.DNSException) as e:
+                    r = e
+                dt = (time.perf_counter() - t0) * 1000.0
+                got = minet.answer_text(r) if isinstance(r, dns.message.Message) else ("ERROR", (repr(r),))
+                out.append((dt, name, got, got == wild(name, zone)))
+        if keep is not None:
+            runs[keep] += out
+
+    # a round of each, not counted: every zone's servers, each way
+    for on in (True, False):
+        intercept(on)
+        batch("pre%d" % on, 3 * len(SLD_ZONES), None)
+    s1 = dw.stats()
+    deadline = time.monotonic() + 25
+    for k in range(P99_BATCHES):
+        for on in ((True, False) if k % 2 == 0 else (False, True)):
+            intercept(on)
+            batch("p%d-%s" % (k, "on" if on else "off"), P99_BATCH, on)
+        assert time.monotonic() < deadline, "the measurement took over 25 s (batch %d)" % k
+    intercept(True)
+    s2 = dw.stats()
+    table = dw.probes()
+
+    def figures(on):
+        ms = [x[0] for x in runs[on]]
+        return {"n": len(ms), "p50": pct(ms, 50), "p99": pct(ms, 99), "max": max(ms)}
+
+    f_on, f_off = figures(True), figures(False)
+    delta = {k: s2[k] for k in s2 if int(s2[k]) != int(s1.get(k, 0))}
+    delta = {k: int(s2[k]) - int(s1.get(k, 0)) for k in delta}
+    slowest = {on: sorted(runs[on], reverse=True)[:5] for on in (True, False)}
+    report = ("with dotward: n=%(n)d p50=%(p50).2f p99=%(p99).2f max=%(max).2f ms" % f_on
+              + "; without: n=%(n)d p50=%(p50).2f p99=%(p99).2f max=%(max).2f ms" % f_off
+              + "; p99 difference %.2f ms (limit %.0f)" % (f_on["p99"] - f_off["p99"], P99_MARGIN_MS))
+    print("%s: %s\n  dotward counters during the run: %r\n  slowest with: %r\n  slowest without: %r" % (
+        kind, report, delta, [(round(x[0], 2), x[1]) for x in slowest[True]],
+        [(round(x[0], 2), x[1]) for x in slowest[False]]))
+    failed = {on: [(x[1], x[2]) for x in runs[on] if not x[3]] for on in (True, False)}
+    assert not failed[True] and not failed[False], "failures with dotward %r, without %r; %s%s" % (
+        failed[True][:10], failed[False][:10], report, where())
+    changed = {a: (settled.get(a), (e["status"], e.get("last_outcome"))) for a, e in table.items()
+               if settled.get(a) != (e["status"], e.get("last_outcome"))}
+    assert f_on["p99"] - f_off["p99"] < P99_MARGIN_MS, (
+        "%s\ndotward's counters during the run: %r\nverdicts changed during the run: %r\n"
+        "slowest with: %r\nslowest without: %r" % (report, delta, changed, slowest[True], slowest[False]))
