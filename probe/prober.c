@@ -60,14 +60,10 @@ void prober_opts_defaults(struct prober_opts *o)
     *o = (struct prober_opts){ .port = 853, .rd = true };
 }
 
-/* Query: header, question SOA/IN of the zone, OPT with padding. Returns
- * the length including the 2-byte prefix, or 0 if the zone is no name. */
-static size_t build_query(uint8_t *out, uint16_t id, bool rd, const char *zone)
+/* Query: header, the question (`name` in wire form, `qtype`/IN), OPT with
+ * padding. Returns the length including the 2-byte prefix. */
+static size_t build_query(uint8_t *out, uint16_t id, bool rd, const uint8_t *name, size_t nlen, uint16_t qtype)
 {
-    uint8_t name[WIRE_MAX_NAME];
-    int nlen = wire_name_from_str(zone, name);
-    if (nlen < 0)
-        return 0;
     uint8_t *m = out + 2;
     memset(m, 0, WIRE_HDR_LEN);
     wire_put16(m, id);
@@ -75,9 +71,9 @@ static size_t build_query(uint8_t *out, uint16_t id, bool rd, const char *zone)
     wire_put16(m + 4, 1);   /* QDCOUNT */
     wire_put16(m + 10, 1);  /* ARCOUNT: the OPT RR */
     size_t n = WIRE_HDR_LEN;
-    memcpy(m + n, name, (size_t)nlen);
-    n += (size_t)nlen;
-    wire_put16(m + n, WIRE_TYPE_SOA);
+    memcpy(m + n, name, nlen);
+    n += nlen;
+    wire_put16(m + n, qtype);
     wire_put16(m + n + 2, WIRE_CLASS_IN);
     n += 4;
     /* OPT: root owner, type, UDP size, TTL 0, RDLEN, then the padding option. */
@@ -363,13 +359,24 @@ static void prober_start_cb(void *arg, struct probe_entry *e)
     r->timer.data = r;
 
     r->id = rng_u16(p->rng);
-    r->qlen = build_query(r->query, r->id, p->opts.rd && !e->authoritative, probe_entry_zone(p->tab, e));
+    /* The question the IP last answered over Do53, if one was noted (a probe
+     * should succeed where a real query would), else SOA of its zone. */
+    uint8_t name[WIRE_MAX_NAME];
+    size_t nlen;
+    uint16_t qtype = WIRE_TYPE_SOA;
+    bool rd = p->opts.rd && !e->authoritative;
+    struct net_addr a;
+    probe_entry_addr(e, &a);
+    if (!probe_table_question(p->tab, &a, name, &nlen, &qtype, &rd)) {
+        int n = wire_name_from_str(probe_entry_zone(p->tab, e), name);
+        nlen = n < 0 ? 0 : (size_t)n;
+        qtype = WIRE_TYPE_SOA;
+    }
+    r->qlen = nlen ? build_query(r->query, r->id, rd, name, nlen, qtype) : 0;
     if (r->qlen == 0) {
         run_finish(r, PROBE_LOCAL_ERROR, "zone is not a valid name");
         return;
     }
-    struct net_addr a;
-    probe_entry_addr(e, &a);
     net_addr_set_port(&a, p->opts.port);
     r->fd = net_tcp_connect(&a, 0); /* port 853 is never intercepted */
     if (r->fd < 0) {

@@ -87,6 +87,7 @@ struct probe_table {
     struct { double window_start; unsigned count, suppressed; } loglim;
     struct str_pool pool;
     struct probe_counters totals;
+    struct probe_question *questions;   /* PROBE_QUESTIONS slots, direct-mapped by IP; NULL until used */
 };
 
 /* A counter lives twice: in the entry (for the dump; 32-bit, saturating)
@@ -784,6 +785,7 @@ void probe_table_free(struct probe_table *t)
     table_clear(t);
     free(t->buckets);
     free(t->ring);
+    free(t->questions);
     free(t);
 }
 
@@ -796,6 +798,60 @@ struct probe_entry *probe_table_find(struct probe_table *t, const struct net_add
         return NULL;
     uint32_t i = find_key(t, &k);
     return i == NIL ? NULL : slot(t, i);
+}
+
+/* ---- questions to probe with ---------------------------------------------- */
+
+#define PROBE_QUESTIONS 256
+
+struct probe_question {
+    uint8_t ip[16];
+    bool used, rd;
+    uint8_t len;
+    uint16_t qtype;
+    uint8_t name[255];
+};
+
+static struct probe_question *question_slot(const struct probe_table *t, const struct probe_key *k)
+{
+    uint32_t h = str_hash(t->seed, (const char *)k->b, sizeof k->b);
+    return &t->questions[h % PROBE_QUESTIONS];
+}
+
+void probe_table_note_question(struct probe_table *t, const struct net_addr *ip, const uint8_t *qname,
+                               size_t qlen, uint16_t qtype, bool rd)
+{
+    struct probe_key k;
+    if (qlen == 0 || qlen > 255 || key_of(ip, &k) < 0)
+        return;
+    uint32_t i = find_key(t, &k);
+    if (i == NIL || slot(t, i)->status != PROBE_UNKNOWN)
+        return;
+    if (!t->questions && !(t->questions = calloc(PROBE_QUESTIONS, sizeof *t->questions)))
+        return;
+    struct probe_question *q = question_slot(t, &k);
+    memcpy(q->ip, k.b, sizeof q->ip);
+    q->used = true;
+    q->rd = rd;
+    q->qtype = qtype;
+    q->len = (uint8_t)qlen;
+    memcpy(q->name, qname, qlen);
+}
+
+bool probe_table_question(const struct probe_table *t, const struct net_addr *ip, uint8_t *qname, size_t *qlen,
+                          uint16_t *qtype, bool *rd)
+{
+    struct probe_key k;
+    if (!t->questions || key_of(ip, &k) < 0)
+        return false;
+    const struct probe_question *q = question_slot(t, &k);
+    if (!q->used || memcmp(q->ip, k.b, sizeof q->ip) != 0)
+        return false;
+    memcpy(qname, q->name, q->len);
+    *qlen = q->len;
+    *qtype = q->qtype;
+    *rd = q->rd;
+    return true;
 }
 
 /* ---- scheduling ----------------------------------------------------------- */

@@ -204,6 +204,17 @@ size_t probe_table_size(const struct probe_table *t);
 size_t probe_table_count(const struct probe_table *t, enum probe_status s);
 unsigned probe_table_running(const struct probe_table *t);
 unsigned probe_table_queued(const struct probe_table *t);
+/* RFC 9539 says a probe should succeed where a real query would: the
+ * question (and RD bit) of a query an IP has just answered over Do53 is
+ * noted while the IP waits for its probe (Unknown), and the probe asks it
+ * instead of SOA. A few hundred IPs' questions are kept, not one per IP:
+ * only those about to be probed need one, and memory per IP stays small. */
+void probe_table_note_question(struct probe_table *t, const struct net_addr *ip, const uint8_t *qname,
+                               size_t qlen, uint16_t qtype, bool rd);
+/* The question noted for `ip`: its wire name (at most 255 bytes) and length,
+ * type and RD bit. false if none. */
+bool probe_table_question(const struct probe_table *t, const struct net_addr *ip, uint8_t *qname, size_t *qlen,
+                          uint16_t *qtype, bool *rd);
 /* Entries evicted (least recently visited) to stay within max_entries. */
 uint64_t probe_table_evictions(const struct probe_table *t);
 /* Sum of every entry's counters, including entries since evicted or forgotten. */

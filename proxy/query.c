@@ -624,6 +624,13 @@ static void on_answer(void *arg, struct treq *r, uint8_t *msg, size_t len, const
             st->truncated++;
         }
     }
+    /* A question this IP answered over Do53 is what its probe will ask
+     * (a plain query, answered with data or a name error). */
+    unsigned rcode = WIRE_RCODE(wm->flags);
+    if (t->via != TRY_DOT && t->srv->tls == SERVER_TLS_OPPORTUNISTIC && !q->verbatim &&
+        (rcode == WIRE_NOERROR || rcode == WIRE_NXDOMAIN))
+        probe_table_note_question(p->env.probes, &t->srv->addr, q->msg + q->wm.qname_off, q->wm.qname_len,
+                                  q->wm.qtype, (q->wm.flags & WIRE_RD) != 0);
     st->answered++;
     if (t->via == TRY_DOT) {
         st->answered_dot++;

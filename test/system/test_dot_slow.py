@@ -53,9 +53,10 @@ class DelayingDot(ScriptedDot):
     (fake_a(DOT_TAG, name)), a name whose first label is dNNN after NNN ms.
     Answers leave in the order they are due, so late ones overtake nothing."""
 
-    def __init__(self, addr, cert, key):
+    def __init__(self, addr, cert, key, answer_soa=True):
         super().__init__(addr, "delaying", cert, key)
         self.asked = []
+        self.answer_soa = answer_soa  # False: SOA queries are never answered
 
     def _serve(self, conn):
         conn.settimeout(5)
@@ -94,9 +95,10 @@ class DelayingDot(ScriptedDot):
                     qn = q.question[0].name
                     r = dns.message.make_response(q)
                     if q.question[0].rdtype == dns.rdatatype.SOA:
-                        send(r.to_wire())
-                        with self._lock:
-                            self.soa_answered += 1
+                        if self.answer_soa:
+                            send(r.to_wire())
+                            with self._lock:
+                                self.soa_answered += 1
                         continue
                     name = qn.to_text().lower()
                     with self._lock:

@@ -189,6 +189,36 @@ static void test_visit_window_expires(void **state)
     probe_table_free(t);
 }
 
+/* A question an Unknown IP answered over Do53 is kept for its probe; none
+ * for an IP not in the table or already Good; another IP's is not it. */
+static void test_noted_question(void **state)
+{
+    (void)state;
+    struct fake_sched f;
+    struct probe_table *t = mk(&f, NULL);
+    const uint8_t www[] = "\3www\7example\3org";   /* with its root label: 17 bytes */
+    uint8_t name[255];
+    size_t len;
+    uint16_t qtype;
+    bool rd;
+    struct net_addr a = addr("192.0.2.1"), b = addr("192.0.2.2"), c = addr("192.0.2.3");
+    probe_table_note_question(t, &a, www, sizeof www, 1, false);  /* not in the table yet */
+    assert_false(probe_table_question(t, &a, name, &len, &qtype, &rd));
+    probe_table_visit(t, &a, "example.org", T0);                  /* Unknown now */
+    probe_table_note_question(t, &a, www, sizeof www, 28, false);
+    assert_true(probe_table_question(t, &a, name, &len, &qtype, &rd));
+    assert_int_equal(len, sizeof www);
+    assert_memory_equal(name, www, sizeof www);
+    assert_int_equal(qtype, 28);
+    assert_false(rd);
+    assert_false(probe_table_question(t, &b, name, &len, &qtype, &rd));
+    struct probe_entry *e = make_good(&f, "192.0.2.3", T0);
+    (void)e;
+    probe_table_note_question(t, &c, www, sizeof www, 1, true);   /* Good: nothing to probe */
+    assert_false(probe_table_question(t, &c, name, &len, &qtype, &rd));
+    probe_table_free(t);
+}
+
 static void test_probe_ok_and_persistence(void **state)
 {
     struct fake_sched f;
@@ -937,6 +967,7 @@ int main(void)
         cmocka_unit_test(test_defaults_and_strings),
         cmocka_unit_test(test_visit_threshold),
         cmocka_unit_test(test_visit_window_expires),
+        cmocka_unit_test(test_noted_question),
         cmocka_unit_test(test_probe_ok_and_persistence),
         cmocka_unit_test(test_probe_failures_and_damping),
         cmocka_unit_test(test_local_error_back_to_unknown),
