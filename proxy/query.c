@@ -26,6 +26,7 @@ struct query_try {
     enum try_kind via;
     struct route_server *srv;  /* borrowed from the query's view */
     double sent_at;
+    bool unprobed;             /* its IP was Unknown: the answer's question is noted for the probe */
 };
 
 struct query {
@@ -46,6 +47,7 @@ struct query {
     bool verbatim;                   /* signed, or another opcode: forwarded byte for byte */
     bool plain_udp;                  /* another opcode from a UDP client: over UDP, as it came */
     bool good;                       /* the first try went over DoT: counted for the privacy share */
+    bool unprobed;                   /* choose_path saw the server's IP Unknown (for start_try) */
     const struct route_server *dot_failed; /* DoT failed to it: Do53 only, for this query */
     /* The latest try is over DoT and outlived its RTO: the query waits on
      * its live connection, asks other servers over DoT only, and at
@@ -319,11 +321,13 @@ static void arm_timer(struct query *q, double at)
 /* An opportunistic server is used over DoT when its IP is Good (RFC 9539
  * 4.6.1); the visit also counts towards probing it. */
 static bool opportunistic_dot(struct probe_table *probes, const char *zone, const struct route_server *srv,
-                              double now)
+                              double now, bool *unprobed)
 {
     struct probe_entry *e = probe_table_visit(probes, &srv->addr, zone, now);
     if (e && e->authoritative != !srv->rd)
         probe_table_set_authoritative(e, !srv->rd);
+    if (unprobed)
+        *unprobed = e && e->status == PROBE_UNKNOWN;
     return e && probe_table_use_dot(probes, e, now);
 }
 
@@ -350,6 +354,7 @@ static const char *visit_zone(const struct route_zone *zone, const uint8_t *msg,
 static enum try_kind choose_path(struct query *q, struct route_server *srv, double now)
 {
     char name[WIRE_MAX_NAME * 4 + 1];
+    q->unprobed = false;
     if (q->plain_udp)
         return TRY_UDP;
     if (srv->tls == SERVER_TLS_STRICT)
@@ -359,7 +364,7 @@ static enum try_kind choose_path(struct query *q, struct route_server *srv, doub
         const char *zone = q->zone || !probe_table_find(q->pool->env.probes, &srv->addr)
                                ? visit_zone(q->zone, q->msg, &q->wm, name, sizeof name)
                                : NULL;
-        if (opportunistic_dot(q->pool->env.probes, zone, srv, now))
+        if (opportunistic_dot(q->pool->env.probes, zone, srv, now, &q->unprobed))
             return TRY_DOT;
     }
     return q->want_tcp ? TRY_TCP : TRY_UDP;
@@ -377,7 +382,7 @@ static void start_transfer(struct query_pool *p, struct view *v, const struct cl
     enum try_kind kind = srv->tls == SERVER_TLS_STRICT ||
                                  (srv->tls == SERVER_TLS_OPPORTUNISTIC &&
                                   opportunistic_dot(p->env.probes, visit_zone(zone, msg, wm, name, sizeof name),
-                                                    srv, now))
+                                                    srv, now, NULL))
                              ? TRY_DOT
                              : TRY_TCP;
     if (p->env.transfer(p->env.transfer_arg, v, c, msg, len, wm, srv, kind) < 0) {
@@ -405,6 +410,8 @@ static int start_try(struct query *q, struct route_server *srv, enum try_kind ki
     t->r.to = &srv->addr;
     t->r.tls = srv->profile;
     t->r.verbatim = q->verbatim;
+    t->unprobed = q->unprobed && kind != TRY_DOT;
+    q->unprobed = false;
     if (kind != TRY_DOT)
         q->dot_waiting = false;
     bool opening = false;
@@ -627,8 +634,7 @@ static void on_answer(void *arg, struct treq *r, uint8_t *msg, size_t len, const
     /* A question this IP answered over Do53 is what its probe will ask
      * (a plain query, answered with data or a name error). */
     unsigned rcode = WIRE_RCODE(wm->flags);
-    if (t->via != TRY_DOT && t->srv->tls == SERVER_TLS_OPPORTUNISTIC && !q->verbatim &&
-        (rcode == WIRE_NOERROR || rcode == WIRE_NXDOMAIN))
+    if (t->unprobed && !q->verbatim && (rcode == WIRE_NOERROR || rcode == WIRE_NXDOMAIN))
         probe_table_note_question(p->env.probes, &t->srv->addr, q->msg + q->wm.qname_off, q->wm.qname_len,
                                   q->wm.qtype, (q->wm.flags & WIRE_RD) != 0);
     st->answered++;
