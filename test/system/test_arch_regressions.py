@@ -216,6 +216,8 @@ class ScriptedDot:
                 self._threads.append(t)
 
     def _serve(self, conn):
+        """One TLS connection: each framed query goes to on_query(q, send,
+        tls), which returns False to end the connection."""
         conn.settimeout(5)
         try:
             tls = self._ctx.wrap_socket(conn, server_side=True)
@@ -223,6 +225,15 @@ class ScriptedDot:
             return
         with self._lock:
             self._conns.append(tls)
+        send_lock = threading.Lock()  # answers may leave from timer threads too
+
+        def send(wire):
+            with send_lock:
+                try:
+                    tls.sendall(struct.pack("!H", len(wire)) + wire)
+                except (OSError, ssl.SSLError, ValueError):
+                    pass
+
         tls.settimeout(0.2)
         buf = b""
         end = time.monotonic() + self.LIFETIME
@@ -238,21 +249,29 @@ class ScriptedDot:
                 while len(buf) >= 2 and len(buf) >= 2 + struct.unpack("!H", buf[:2])[0]:
                     n = struct.unpack("!H", buf[:2])[0]
                     wire, buf = buf[2:2 + n], buf[2 + n:]
-                    q = dns.message.from_wire(wire)
-                    if q.question[0].rdtype == dns.rdatatype.SOA:
-                        a = dns.message.make_response(q).to_wire()
-                        tls.sendall(struct.pack("!H", len(a)) + a)
-                        with self._lock:
-                            self.soa_answered += 1
-                        continue
-                    with self._lock:
-                        self.others.append(q.question[0].name.to_text().lower())
-                    if self.mode == "soa-then-reset":
-                        tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                        tls.close()
+                    if not self.on_query(dns.message.from_wire(wire), send, tls):
                         return
         except (OSError, ssl.SSLError, ValueError):
             pass
+        finally:
+            self.connection_done(tls)
+
+    def on_query(self, q, send, tls):
+        if q.question[0].rdtype == dns.rdatatype.SOA:
+            send(dns.message.make_response(q).to_wire())
+            with self._lock:
+                self.soa_answered += 1
+            return True
+        with self._lock:
+            self.others.append(q.question[0].name.to_text().lower())
+        if self.mode == "soa-then-reset":
+            tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            tls.close()
+            return False
+        return True
+
+    def connection_done(self, tls):
+        pass
 
 
 # ---------------------------------------------------------------------------

@@ -19,9 +19,6 @@ plain port is a scripted upstream that records every name it is asked, so
 import os
 import random
 import re
-import socket
-import ssl
-import struct
 import subprocess
 import threading
 import time
@@ -57,67 +54,38 @@ class DelayingDot(ScriptedDot):
         super().__init__(addr, "delaying", cert, key)
         self.asked = []
         self.answer_soa = answer_soa  # False: SOA queries are never answered
+        self.timers = {}  # id(connection) -> the delayed answers still due on it
 
-    def _serve(self, conn):
-        conn.settimeout(5)
-        try:
-            tls = self._ctx.wrap_socket(conn, server_side=True)
-        except (OSError, ssl.SSLError):
-            return
+    def on_query(self, q, send, tls):
+        qn = q.question[0].name
+        r = dns.message.make_response(q)
+        if q.question[0].rdtype == dns.rdatatype.SOA:
+            if self.answer_soa:
+                send(r.to_wire())
+                with self._lock:
+                    self.soa_answered += 1
+            return True
+        name = qn.to_text().lower()
         with self._lock:
-            self._conns.append(tls)
-        send_lock = threading.Lock()
-        timers = []
+            self.asked.append(name)
+        r.answer.append(dns.rrset.from_text(qn, 60, "IN", "A", dot_a(name)))
+        first = qn.labels[0].decode().lower() if qn.labels else ""
+        m = re.fullmatch(r"d(\d+)", first)
+        if m:
+            t = threading.Timer(int(m.group(1)) / 1000.0, send, args=(r.to_wire(),))
+            t.daemon = True
+            t.start()
+            with self._lock:
+                self.timers.setdefault(id(tls), []).append(t)
+        else:
+            send(r.to_wire())
+        return True
 
-        def send(wire):
-            with send_lock:
-                try:
-                    tls.sendall(struct.pack("!H", len(wire)) + wire)
-                except (OSError, ssl.SSLError, ValueError):
-                    pass
-
-        tls.settimeout(0.2)
-        buf = b""
-        end = time.monotonic() + self.LIFETIME
-        try:
-            while not self._stop.is_set() and time.monotonic() < end:
-                try:
-                    chunk = tls.recv(4096)
-                except socket.timeout:
-                    continue
-                if not chunk:
-                    return
-                buf += chunk
-                while len(buf) >= 2 and len(buf) >= 2 + struct.unpack("!H", buf[:2])[0]:
-                    n = struct.unpack("!H", buf[:2])[0]
-                    wire, buf = buf[2:2 + n], buf[2 + n:]
-                    q = dns.message.from_wire(wire)
-                    qn = q.question[0].name
-                    r = dns.message.make_response(q)
-                    if q.question[0].rdtype == dns.rdatatype.SOA:
-                        if self.answer_soa:
-                            send(r.to_wire())
-                            with self._lock:
-                                self.soa_answered += 1
-                        continue
-                    name = qn.to_text().lower()
-                    with self._lock:
-                        self.asked.append(name)
-                    r.answer.append(dns.rrset.from_text(qn, 60, "IN", "A", dot_a(name)))
-                    first = qn.labels[0].decode().lower() if qn.labels else ""
-                    m = re.fullmatch(r"d(\d+)", first)
-                    if m:
-                        t = threading.Timer(int(m.group(1)) / 1000.0, send, args=(r.to_wire(),))
-                        t.daemon = True
-                        t.start()
-                        timers.append(t)
-                    else:
-                        send(r.to_wire())
-        except (OSError, ssl.SSLError, ValueError):
-            pass
-        finally:
-            for t in timers:
-                t.cancel()
+    def connection_done(self, tls):
+        with self._lock:
+            timers = self.timers.pop(id(tls), [])
+        for t in timers:
+            t.cancel()
 
 
 CONF = """[server]
