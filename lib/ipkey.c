@@ -34,10 +34,5 @@ uint32_t ip_key_hash(const struct ip_key *k, uint32_t seed, uint32_t extra)
         h = (h << 13) | (h >> 19);
         h = h * 5u + 0xe6546b64u;
     }
-    h ^= h >> 16;
-    h *= 0x85ebca6bu;
-    h ^= h >> 13;
-    h *= 0xc2b2ae35u;
-    h ^= h >> 16;
-    return h;
+    return hash_mix32(h);
 }

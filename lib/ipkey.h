@@ -23,6 +23,17 @@ static inline bool ip_key_equal(const struct ip_key *a, const struct ip_key *b)
     return a->family == b->family && memcmp(a->b, b->b, a->family == 4 ? 4 : 16) == 0;
 }
 
+/* murmur3's finaliser: every input bit reaches every output bit. */
+static inline uint32_t hash_mix32(uint32_t h)
+{
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    return h;
+}
+
 /* Keyed multiply-rotate mix with a murmur3 finaliser: not cryptographic,
  * but a secret seed stops anyone from choosing IPs that share a chain.
  * `extra` mixes in more of the key (a port). */

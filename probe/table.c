@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/ipkey.h"
 #include "lib/tls.h"
 
 #define PROBE_DOT_PORT 853
@@ -138,15 +139,6 @@ void probe_policy_defaults(struct probe_policy *p)
     };
 }
 
-static uint32_t mix32(uint32_t h)
-{
-    h ^= h >> 16;
-    h *= 0x85ebca6bu;
-    h ^= h >> 13;
-    h *= 0xc2b2ae35u;
-    h ^= h >> 16;
-    return h;
-}
 
 /* ---- the string pool ----------------------------------------------------- */
 
@@ -155,7 +147,7 @@ static uint32_t str_hash(uint32_t seed, const char *s, size_t len)
     uint32_t h = 2166136261u ^ seed;  /* FNV-1a, seeded, then mixed */
     for (size_t i = 0; i < len; i++)
         h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return mix32(h);
+    return hash_mix32(h);
 }
 
 static const char *pool_get(const struct str_pool *p, uint32_t id)
@@ -364,7 +356,7 @@ static uint32_t key_hash(const struct probe_table *t, const uint8_t *b)
         h = (h << 13) | (h >> 19);
         h = h * 5u + 0xe6546b64u;
     }
-    return mix32(h);
+    return hash_mix32(h);
 }
 
 /* ---- slots ------------------------------------------------------------------ */
